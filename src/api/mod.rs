@@ -48,3 +48,6 @@ pub fn preserve_unknown_object(_: &mut SchemaGenerator) -> Schema {
         "x-kubernetes-preserve-unknown-fields": true,
     })
 }
+
+#[cfg(test)]
+mod tests;
