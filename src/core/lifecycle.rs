@@ -1,0 +1,1266 @@
+//! The crisis lifecycle state machine of a `CrisisPlan`: a pure function of
+//! (spec, status, observed hotlines, now) returning the new status (the
+//! operator-owned fields only), the Events to emit, and when to be called
+//! again. No I/O, no clock.
+//!
+//! # Phases and transitions
+//!
+//! A status without a phase is `Standby`. "Ready" means: at least one targeted
+//! hotline exists, and every existing one has `readyCalls >= targetCalls`.
+//!
+//! | From      | To        | When                                                      | Events                         |
+//! |-----------|-----------|-----------------------------------------------------------|--------------------------------|
+//! | Standby   | Surging   | a declaration naming a known scenario appears             | `CrisisDeclared`               |
+//! | Surging   | Active    | ready                                                     | `SurgeReady` (met or missed)   |
+//! | Surging   | Surging   | the declared scenario changes (re-target)                 | `ScenarioChanged`              |
+//! | Surging   | Exiting   | the declaration is removed                                | `ExitStarted`                  |
+//! | Active    | Surging   | the declared scenario changes (re-target)                 | `ScenarioChanged`              |
+//! | Active    | Exiting   | the declaration is removed                                | `ExitStarted`                  |
+//! | Exiting   | Surging   | a declaration appears: a NEW crisis, the old one goes to history (`endedAt` = now) | `CrisisDeclared` |
+//! | Exiting   | Exiting   | a step-down step falls due                                | `StepDown` (latest step only)  |
+//! | Exiting   | Standby   | the last step falls due: the record goes to history       | `StepDown`, `BackToStandby`    |
+//!
+//! Several edges may be taken in one call (declared and already ready:
+//! Standby -> Surging -> Active; a zero `every`: Active -> Exiting -> Standby),
+//! each with its Events. No other edge exists; in particular an `Active` crisis
+//! whose capacity falls below target later stays `Active` (condition
+//! `SurgeReady=False`, reason `CapacityLost`): the surge was delivered, and the
+//! time-to-surge measured, once.
+//!
+//! # While in a phase
+//!
+//! | Phase           | Published `targetCalls` per hotline                           | Time-driven (and `requeue_at`)                        |
+//! |-----------------|---------------------------------------------------------------|-------------------------------------------------------|
+//! | Standby         | none                                                          | nothing                                               |
+//! | Surging, Active | `max(standbyNow, surge)`                                      | escalation steps; in Surging, the deadline            |
+//! | Exiting         | `max(standbyNow, ceil(surge * (100 - k*percent) / 100))`      | step `k` of `n = ceil(100/percent)` at `exit + k*every` |
+//!
+//! `surge` is the scenario's `surge.calls`, or `surge.factor x standby.calls`
+//! (saturating). A surge smaller than the standby in force publishes the
+//! standby: the hotline delivers the maximum anyway, and readiness is judged
+//! on what it will actually deliver.
+//!
+//! # Rules
+//!
+//! - **Budget.** The deadline is `surgeStartedAt + timeBudget`. Ready at an
+//!   instant `<= deadline` is met. Not ready at an instant `>= deadline` is
+//!   exceeded: `budgetMet=false` (once), `WithinBudget=False`, a Warning
+//!   `BudgetExceeded` naming the short hotlines (and the components capping
+//!   them). Becoming ready later still moves to `Active` with a `SurgeReady`
+//!   event saying `missed`.
+//! - **Re-target.** `declaredAt` and the escalation records are kept;
+//!   `surgeStartedAt`, `deadline` restart now; the readiness results are
+//!   cleared.
+//! - **Escalation.** A step of the current scenario is announced (recorded in
+//!   `current.escalations`, `EscalationStep` event) once `after` has elapsed
+//!   since `declaredAt`, while Surging or Active. Steps are matched to records
+//!   by `(after, notify)`, so re-targeting never repeats a step both
+//!   scenarios share.
+//! - **Step-down.** `spec.exit.stepDown`, by default 25% every 5m. A zero
+//!   `every` takes every step at once.
+//! - **Missing hotline.** `Valid=False` reason `HotlineNotFound`, a Warning
+//!   once; it gets no target and does not block readiness (judged on existing
+//!   hotlines): the hotlines that exist still surge and are measured. With no
+//!   existing hotline at all the plan is never ready.
+//! - **Capacity ceiling.** The surge is published even when a hotline cannot
+//!   carry it (its `maxCalls` is below the target: the hotline clamps replicas
+//!   itself); `Degraded=True` reason `SurgeExceedsCapacity` and a Warning once.
+//!   The budget then honestly fails.
+//! - **Bad input freezes the machine.** A declaration naming an unknown
+//!   scenario (`UnknownScenario`) or an unparsable `timeBudget` /
+//!   `stepDown.every` (`InvalidDuration`): `Valid=False`, a Warning once, and
+//!   no change to phase, `current` or published targets (only `readyCalls` are
+//!   refreshed; no requeue). A crisis in progress keeps its targets, an exit
+//!   holds its current step. Fixing the input resumes. An unparsable
+//!   escalation `after` is reported the same way but only skips that step.
+//! - **Declaration.** The operator never writes it: the returned status always
+//!   has `declaration: None`. Its `reason`, `declaredBy` and `incidentRef` are
+//!   copied into `current` at declaration and kept up to date while it lasts.
+//! - **Time precision.** Kubernetes `Time` serializes to the second, so every
+//!   instant written to status is `now` truncated to the second; deadlines,
+//!   escalation and step-down instants derive from those stored values, so a
+//!   status read back from the API server gives the same results.
+//!   `timeToSurgeMilliseconds` is measured from the stored (truncated)
+//!   `surgeStartedAt` to the precise `now`: never an under-estimate.
+//! - **Events** are emitted on transitions only: calling again with the
+//!   returned status (plus the same declaration) and the same `now` returns no
+//!   Event and the same status. The step-down step already announced is read
+//!   back from the `Declared` condition's message (`... step k of n`).
+//!
+//! # Conditions
+//!
+//! | Type         | True                          | False                                              |
+//! |--------------|-------------------------------|----------------------------------------------------|
+//! | Valid        | `Valid`                       | `UnknownScenario`, `InvalidDuration`, `HotlineNotFound` (first problem; message lists all) |
+//! | Declared     | `Declared` (Surging, Active)  | `NotDeclared` (Standby), `Exiting`                 |
+//! | SurgeReady   | `CapacityReady` (Active)      | `Surging`, `NotDeclared` (Standby, Exiting), `CapacityLost` (Active) |
+//! | WithinBudget | `WithinBudget`, `NoCrisis`    | `BudgetExceeded`                                   |
+//! | Degraded     | `SurgeExceedsCapacity`        | `AsExpected`                                       |
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::api::{
+    CrisisPlanSpec, CrisisPlanStatus, CrisisRecord, Declaration, EscalationRecord, HotlineTarget,
+    Phase, Scenario,
+};
+use crate::core::Problem;
+
+/// Crises and drills kept in `status.history`.
+pub const HISTORY_LIMIT: usize = 10;
+
+/// Condition types written by [`reconcile`].
+pub const CONDITION_VALID: &str = "Valid";
+pub const CONDITION_DECLARED: &str = "Declared";
+pub const CONDITION_SURGE_READY: &str = "SurgeReady";
+pub const CONDITION_WITHIN_BUDGET: &str = "WithinBudget";
+pub const CONDITION_DEGRADED: &str = "Degraded";
+
+/// What the caller observed of one hotline of the plan.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HotlineObservation {
+    /// Whether the Hotline exists.
+    pub exists: bool,
+    /// `spec.standby.calls`: the base of `factor` surges.
+    pub base_standby_calls: i32,
+    /// Standby level in force now (schedule applied).
+    pub standby_now: i32,
+    /// The hotline's `status.readyCalls`.
+    pub ready_calls: i32,
+    /// Most calls it can ever carry (min over components of
+    /// `maxReplicas x callsPerReplica`); `None`: unbounded.
+    pub max_calls: Option<i32>,
+    /// Components whose `maxReplicas` caps the current target; may be empty.
+    pub limiting_components: Vec<String>,
+}
+
+/// Observations of the plan's hotlines, by name. A hotline absent from the
+/// map is treated as not existing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Observed {
+    pub hotlines: BTreeMap<String, HotlineObservation>,
+}
+
+/// A hotline short of its target when the budget ran out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shortfall {
+    pub hotline: String,
+    pub ready: i32,
+    pub target: i32,
+    /// Components capping it (from [`HotlineObservation::limiting_components`]).
+    pub limiting_components: Vec<String>,
+}
+
+/// Something that happened; each becomes a Kubernetes Event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlanEvent {
+    Declared {
+        scenario: String,
+        declared_by: Option<String>,
+        reason: Option<String>,
+        incident_ref: Option<String>,
+        drill: bool,
+    },
+    Retargeted {
+        from: String,
+        to: String,
+    },
+    SurgeReady {
+        scenario: String,
+        time_to_surge: Duration,
+        budget: Duration,
+        met: bool,
+    },
+    BudgetExceeded {
+        scenario: String,
+        budget: Duration,
+        short: Vec<Shortfall>,
+    },
+    EscalationStep {
+        after: String,
+        notify: String,
+    },
+    ExitStarted {
+        scenario: String,
+    },
+    StepDown {
+        step: u32,
+        steps: u32,
+    },
+    BackToStandby {
+        scenario: String,
+        duration: Duration,
+    },
+    Invalid {
+        reason: &'static str,
+        message: String,
+    },
+    Degraded {
+        reason: &'static str,
+        message: String,
+    },
+}
+
+impl PlanEvent {
+    /// Event reason, CamelCase.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Declared { .. } => "CrisisDeclared",
+            Self::Retargeted { .. } => "ScenarioChanged",
+            Self::SurgeReady { .. } => "SurgeReady",
+            Self::BudgetExceeded { .. } => "BudgetExceeded",
+            Self::EscalationStep { .. } => "EscalationStep",
+            Self::ExitStarted { .. } => "ExitStarted",
+            Self::StepDown { .. } => "StepDown",
+            Self::BackToStandby { .. } => "BackToStandby",
+            Self::Invalid { reason, .. } | Self::Degraded { reason, .. } => reason,
+        }
+    }
+
+    /// Whether the Event is of type `Warning` (else `Normal`).
+    pub fn is_warning(&self) -> bool {
+        matches!(
+            self,
+            Self::BudgetExceeded { .. } | Self::Invalid { .. } | Self::Degraded { .. }
+        )
+    }
+
+    /// Human message.
+    pub fn message(&self) -> String {
+        match self {
+            Self::Declared {
+                scenario,
+                declared_by,
+                reason,
+                incident_ref,
+                drill,
+            } => {
+                let mut m = format!(
+                    "{} declared: scenario {scenario:?}",
+                    if *drill { "drill" } else { "crisis" }
+                );
+                if let Some(by) = declared_by {
+                    let _ = write!(m, " by {by}");
+                }
+                if let Some(inc) = incident_ref {
+                    let _ = write!(m, " ({inc})");
+                }
+                if let Some(why) = reason {
+                    let _ = write!(m, ": {why}");
+                }
+                m
+            }
+            Self::Retargeted { from, to } => {
+                format!("scenario changed from {from:?} to {to:?}: surging to the new targets")
+            }
+            Self::SurgeReady {
+                time_to_surge,
+                budget,
+                met,
+                ..
+            } => format!(
+                "surge capacity ready in {} (budget {}, {})",
+                go_duration(*time_to_surge),
+                go_duration(*budget),
+                if *met { "met" } else { "missed" }
+            ),
+            Self::BudgetExceeded {
+                scenario,
+                budget,
+                short,
+            } => {
+                let mut m = format!(
+                    "surge for scenario {scenario:?} not ready within its {} budget",
+                    go_duration(*budget)
+                );
+                if short.is_empty() {
+                    m.push_str(": no targeted hotline exists");
+                } else {
+                    m.push_str(": ");
+                    m.push_str(&shortfalls(short));
+                }
+                m
+            }
+            Self::EscalationStep { after, notify } => {
+                format!("escalation step after {after}: notify {notify}")
+            }
+            Self::ExitStarted { scenario } => {
+                format!("crisis {scenario:?} over: stepping down to standby")
+            }
+            Self::StepDown { step, steps } => format!("step-down step {step} of {steps}"),
+            Self::BackToStandby { scenario, duration } => format!(
+                "back to standby after crisis {scenario:?} ({} since declaration)",
+                go_duration(*duration)
+            ),
+            Self::Invalid { message, .. } | Self::Degraded { message, .. } => message.clone(),
+        }
+    }
+}
+
+/// Result of [`reconcile`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    /// The new status. `declaration` is always `None`: the operator never
+    /// writes it.
+    pub status: CrisisPlanStatus,
+    /// Events to emit, in order.
+    pub events: Vec<PlanEvent>,
+    /// Earliest future instant at which the result changes by time alone
+    /// (deadline, next escalation step, next step-down step).
+    pub requeue_at: Option<Timestamp>,
+}
+
+/// The edges of the lifecycle (see the module documentation).
+pub fn allowed_transition(from: Phase, to: Phase) -> bool {
+    use Phase::*;
+    matches!(
+        (from, to),
+        (Standby, Surging)
+            | (Surging, Active)
+            | (Surging, Surging)
+            | (Surging, Exiting)
+            | (Active, Exiting)
+            | (Active, Surging)
+            | (Exiting, Surging)
+            | (Exiting, Standby)
+    )
+}
+
+/// Sets condition `type_` to `status` ("True"/"False"), `reason` and
+/// `message`, adding it if absent. `lastTransitionTime` changes only when the
+/// status flips (or the condition is new), to `now` truncated to the second
+/// (what Kubernetes stores). Returns whether the status flipped.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> bool {
+    let status = if status { "True" } else { "False" };
+    match conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(c) => {
+            let flipped = c.status != status;
+            if flipped {
+                c.last_transition_time = Time(to_second(now));
+                c.status = status.to_owned();
+            }
+            c.reason = reason.to_owned();
+            c.message = message.to_owned();
+            c.observed_generation = generation;
+            flipped
+        }
+        None => {
+            conditions.push(Condition {
+                type_: type_.to_owned(),
+                status: status.to_owned(),
+                reason: reason.to_owned(),
+                message: message.to_owned(),
+                last_transition_time: Time(to_second(now)),
+                observed_generation: generation,
+            });
+            true
+        }
+    }
+}
+
+/// Runs the lifecycle once. See the module documentation for the rules.
+pub fn reconcile(
+    spec: &CrisisPlanSpec,
+    generation: Option<i64>,
+    status: &CrisisPlanStatus,
+    observed: &Observed,
+    now: Timestamp,
+) -> Outcome {
+    reconcile_traced(spec, generation, status, observed, now).0
+}
+
+/// [`reconcile`], also returning the phases gone through (first: the input
+/// phase, last: the output phase), for tests.
+fn reconcile_traced(
+    spec: &CrisisPlanSpec,
+    generation: Option<i64>,
+    status: &CrisisPlanStatus,
+    observed: &Observed,
+    now: Timestamp,
+) -> (Outcome, Vec<Phase>) {
+    let mut problems = Vec::new();
+    let budget = parse_field("spec.timeBudget", &spec.time_budget, &mut problems);
+    let step_down = spec
+        .exit
+        .as_ref()
+        .and_then(|e| e.step_down.clone())
+        .unwrap_or_default();
+    let every = parse_field("spec.exit.stepDown.every", &step_down.every, &mut problems);
+    for (i, sc) in spec.scenarios.iter().enumerate() {
+        for (j, step) in sc.escalation.iter().enumerate() {
+            let field = format!("spec.scenarios[{i}].escalation[{j}].after");
+            parse_field(&field, &step.after, &mut problems);
+        }
+    }
+    let mut unknown_scenario = false;
+    let declared = match &status.declaration {
+        None => None,
+        Some(d) => match spec.scenarios.iter().find(|s| s.name == d.scenario) {
+            Some(sc) => Some((d, sc)),
+            None => {
+                unknown_scenario = true;
+                let known: Vec<&str> = spec.scenarios.iter().map(|s| s.name.as_str()).collect();
+                problems.push(Problem::new(
+                    "UnknownScenario",
+                    format!(
+                        "status.declaration.scenario: {:?} is not a scenario of this plan (known: {})",
+                        d.scenario,
+                        known.join(", ")
+                    ),
+                ));
+                None
+            }
+        },
+    };
+    for h in &spec.hotlines {
+        if !observed.hotlines.get(&h.name).is_some_and(|o| o.exists) {
+            problems.push(Problem::new(
+                "HotlineNotFound",
+                format!(
+                    "spec.hotlines: hotline {:?} not found in this namespace",
+                    h.name
+                ),
+            ));
+        }
+    }
+
+    let mut m = Machine {
+        spec,
+        observed,
+        now,
+        stamp: to_second(now),
+        phase: status.phase.unwrap_or(Phase::Standby),
+        current: status.current.clone(),
+        history: status.history.clone(),
+        events: Vec::new(),
+        requeue: None,
+        path: Vec::new(),
+        step: 0,
+        percent: step_down.percent.clamp(1, 100),
+    };
+    if m.phase == Phase::Exiting {
+        m.step = find_condition(&status.conditions, CONDITION_DECLARED)
+            .and_then(|c| parse_step(&c.message))
+            .unwrap_or(0);
+    }
+
+    // Invalid events first: what the user must fix.
+    let previous_valid = find_condition(&status.conditions, CONDITION_VALID);
+    let mut events: Vec<PlanEvent> = problems
+        .iter()
+        .filter(|p| !reported(previous_valid, &p.message))
+        .map(|p| PlanEvent::Invalid {
+            reason: p.reason,
+            message: p.message.clone(),
+        })
+        .collect();
+
+    let frozen = match (budget, every) {
+        (Some(budget), Some(every)) if !unknown_scenario => {
+            m.normalize();
+            m.path.push(m.phase);
+            m.run(declared, budget, every);
+            false
+        }
+        _ => {
+            m.path.push(m.phase);
+            true
+        }
+    };
+
+    let hotlines = m.publish(frozen, &status.hotlines);
+    let mut conditions = status.conditions.clone();
+    let set = |conds: &mut Vec<Condition>, t: &str, s: bool, r: &str, msg: &str| {
+        set_condition(conds, t, s, r, msg, generation, now);
+    };
+
+    match problems.first() {
+        None => set(
+            &mut conditions,
+            CONDITION_VALID,
+            true,
+            "Valid",
+            "the plan is valid",
+        ),
+        Some(first) => {
+            let all: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+            set(
+                &mut conditions,
+                CONDITION_VALID,
+                false,
+                first.reason,
+                &all.join("; "),
+            );
+        }
+    }
+
+    let ready = m.ready(&hotlines);
+    let current = m.current.as_ref();
+    match (m.phase, current) {
+        (Phase::Surging | Phase::Active, Some(cur)) => set(
+            &mut conditions,
+            CONDITION_DECLARED,
+            true,
+            "Declared",
+            &format!(
+                "scenario {:?} declared at {}",
+                cur.scenario, cur.declared_at.0
+            ),
+        ),
+        (Phase::Exiting, Some(cur)) => {
+            let exit = cur.exit_started_at.as_ref().map_or(m.stamp, |t| t.0);
+            set(
+                &mut conditions,
+                CONDITION_DECLARED,
+                false,
+                "Exiting",
+                &format!(
+                    "declaration of {:?} removed at {exit}; stepping down: step {} of {}",
+                    cur.scenario,
+                    m.step,
+                    steps(m.percent)
+                ),
+            );
+        }
+        _ => set(
+            &mut conditions,
+            CONDITION_DECLARED,
+            false,
+            "NotDeclared",
+            if status.declaration.is_some() {
+                "the declaration is not valid (see condition Valid)"
+            } else {
+                "no crisis declared"
+            },
+        ),
+    }
+
+    let short = m.short(&hotlines);
+    match m.phase {
+        Phase::Active if ready => set(
+            &mut conditions,
+            CONDITION_SURGE_READY,
+            true,
+            "CapacityReady",
+            "every hotline carries its surge target",
+        ),
+        Phase::Active => set(
+            &mut conditions,
+            CONDITION_SURGE_READY,
+            false,
+            "CapacityLost",
+            &format!("capacity fell below target: {}", shortfalls_or_none(&short)),
+        ),
+        Phase::Surging => set(
+            &mut conditions,
+            CONDITION_SURGE_READY,
+            false,
+            "Surging",
+            &format!("waiting for surge capacity: {}", shortfalls_or_none(&short)),
+        ),
+        Phase::Exiting => set(
+            &mut conditions,
+            CONDITION_SURGE_READY,
+            false,
+            "NotDeclared",
+            "crisis over: stepping down",
+        ),
+        Phase::Standby => set(
+            &mut conditions,
+            CONDITION_SURGE_READY,
+            false,
+            "NotDeclared",
+            "no crisis declared",
+        ),
+    }
+
+    match (m.phase, current) {
+        (Phase::Standby, _) | (_, None) => set(
+            &mut conditions,
+            CONDITION_WITHIN_BUDGET,
+            true,
+            "NoCrisis",
+            "no crisis declared",
+        ),
+        (_, Some(cur)) => {
+            let deadline = cur
+                .deadline
+                .as_ref()
+                .map_or_else(String::new, |t| t.0.to_string());
+            if cur.budget_met == Some(false) {
+                set(
+                    &mut conditions,
+                    CONDITION_WITHIN_BUDGET,
+                    false,
+                    "BudgetExceeded",
+                    &format!("surge capacity was not ready by the deadline {deadline}"),
+                );
+            } else {
+                set(
+                    &mut conditions,
+                    CONDITION_WITHIN_BUDGET,
+                    true,
+                    "WithinBudget",
+                    &format!("surge capacity due by {deadline}"),
+                );
+            }
+        }
+    }
+
+    let previous_degraded = find_condition(&status.conditions, CONDITION_DEGRADED);
+    let degraded = m.degraded(&hotlines);
+    if degraded.is_empty() {
+        set(
+            &mut conditions,
+            CONDITION_DEGRADED,
+            false,
+            "AsExpected",
+            "every hotline can carry its target",
+        );
+    } else {
+        let all: Vec<&str> = degraded.iter().map(String::as_str).collect();
+        set(
+            &mut conditions,
+            CONDITION_DEGRADED,
+            true,
+            "SurgeExceedsCapacity",
+            &all.join("; "),
+        );
+    }
+
+    events.append(&mut m.events);
+    events.extend(
+        degraded
+            .iter()
+            .filter(|msg| !reported(previous_degraded, msg))
+            .map(|msg| PlanEvent::Degraded {
+                reason: "SurgeExceedsCapacity",
+                message: msg.clone(),
+            }),
+    );
+
+    let out = CrisisPlanStatus {
+        declaration: None,
+        observed_generation: generation,
+        phase: Some(m.phase),
+        current: m.current,
+        hotlines,
+        history: m.history,
+        conditions,
+    };
+    let outcome = Outcome {
+        status: out,
+        events,
+        requeue_at: if frozen { None } else { m.requeue },
+    };
+    (outcome, m.path)
+}
+
+/// The mutable state of one reconcile.
+struct Machine<'a> {
+    spec: &'a CrisisPlanSpec,
+    observed: &'a Observed,
+    /// Precise now: for comparisons and measurements.
+    now: Timestamp,
+    /// `now` to the second: what is written to status.
+    stamp: Timestamp,
+    phase: Phase,
+    current: Option<CrisisRecord>,
+    history: Vec<CrisisRecord>,
+    events: Vec<PlanEvent>,
+    requeue: Option<Timestamp>,
+    path: Vec<Phase>,
+    /// Step-down steps announced (Exiting).
+    step: u32,
+    /// Step-down percent, 1..=100.
+    percent: i32,
+}
+
+impl<'a> Machine<'a> {
+    fn goto(&mut self, to: Phase) {
+        debug_assert!(
+            allowed_transition(self.phase, to),
+            "{:?} -> {to:?}",
+            self.phase
+        );
+        self.phase = to;
+        self.path.push(to);
+    }
+
+    fn wake_at(&mut self, t: Timestamp) {
+        if t > self.now {
+            self.requeue = Some(self.requeue.map_or(t, |r| r.min(t)));
+        }
+    }
+
+    fn observation(&self, hotline: &str) -> Option<&'a HotlineObservation> {
+        self.observed.hotlines.get(hotline).filter(|o| o.exists)
+    }
+
+    fn scenario(&self, name: &str) -> Option<&'a Scenario> {
+        self.spec.scenarios.iter().find(|s| s.name == name)
+    }
+
+    /// Repairs statuses this machine never produces (hand-edited, or from an
+    /// older operator) so the transitions below always see a consistent state.
+    fn normalize(&mut self) {
+        match (self.phase, &mut self.current) {
+            (Phase::Standby, Some(_)) => self.end_current(),
+            (_, None) => self.phase = Phase::Standby,
+            (Phase::Exiting, Some(cur)) if cur.exit_started_at.is_none() => {
+                cur.exit_started_at = Some(Time(self.stamp));
+            }
+            _ => {}
+        }
+    }
+
+    /// Moves the current record to history (ended now), keeping the last
+    /// [`HISTORY_LIMIT`].
+    fn end_current(&mut self) {
+        if let Some(mut cur) = self.current.take() {
+            cur.ended_at.get_or_insert(Time(self.stamp));
+            self.history.push(cur);
+            let excess = self.history.len().saturating_sub(HISTORY_LIMIT);
+            self.history.drain(..excess);
+        }
+    }
+
+    fn run(
+        &mut self,
+        declared: Option<(&Declaration, &'a Scenario)>,
+        budget: SignedDuration,
+        every: SignedDuration,
+    ) {
+        match (self.phase, declared) {
+            (Phase::Standby, Some((d, sc))) => self.declare(d, sc, budget),
+            (Phase::Exiting, Some((d, sc))) => {
+                self.end_current();
+                self.declare(d, sc, budget);
+            }
+            (Phase::Surging | Phase::Active, Some((d, sc))) => self.follow(d, sc, budget),
+            (Phase::Surging | Phase::Active, None) => self.start_exit(),
+            (Phase::Standby | Phase::Exiting, None) => {}
+        }
+        match self.phase {
+            Phase::Surging | Phase::Active => self.surge(budget),
+            Phase::Exiting => self.step_down(every),
+            Phase::Standby => {}
+        }
+    }
+
+    fn declare(&mut self, d: &Declaration, sc: &Scenario, budget: SignedDuration) {
+        self.current = Some(CrisisRecord {
+            scenario: sc.name.clone(),
+            declared_at: Time(self.stamp),
+            surge_started_at: Some(Time(self.stamp)),
+            deadline: Some(Time(add(self.stamp, budget))),
+            surge_ready_at: None,
+            time_to_surge_seconds: None,
+            time_to_surge_milliseconds: None,
+            budget_met: None,
+            exit_started_at: None,
+            ended_at: None,
+            drill: false,
+            reason: d.reason.clone(),
+            declared_by: d.declared_by.clone(),
+            incident_ref: d.incident_ref.clone(),
+            escalations: Vec::new(),
+        });
+        self.goto(Phase::Surging);
+        self.events.push(PlanEvent::Declared {
+            scenario: sc.name.clone(),
+            declared_by: d.declared_by.clone(),
+            reason: d.reason.clone(),
+            incident_ref: d.incident_ref.clone(),
+            drill: false,
+        });
+    }
+
+    /// A declaration during Surging/Active: same crisis; re-target if its
+    /// scenario changed.
+    fn follow(&mut self, d: &Declaration, sc: &Scenario, budget: SignedDuration) {
+        let stamp = self.stamp;
+        let Some(cur) = self.current.as_mut() else {
+            return;
+        };
+        cur.reason.clone_from(&d.reason);
+        cur.declared_by.clone_from(&d.declared_by);
+        cur.incident_ref.clone_from(&d.incident_ref);
+        if cur.scenario == sc.name {
+            return;
+        }
+        let from = std::mem::replace(&mut cur.scenario, sc.name.clone());
+        cur.surge_started_at = Some(Time(stamp));
+        cur.deadline = Some(Time(add(stamp, budget)));
+        cur.surge_ready_at = None;
+        cur.time_to_surge_seconds = None;
+        cur.time_to_surge_milliseconds = None;
+        cur.budget_met = None;
+        self.goto(Phase::Surging);
+        self.events.push(PlanEvent::Retargeted {
+            from,
+            to: sc.name.clone(),
+        });
+    }
+
+    fn start_exit(&mut self) {
+        let stamp = self.stamp;
+        let Some(cur) = self.current.as_mut() else {
+            return;
+        };
+        cur.exit_started_at = Some(Time(stamp));
+        let scenario = cur.scenario.clone();
+        self.step = 0;
+        self.goto(Phase::Exiting);
+        self.events.push(PlanEvent::ExitStarted { scenario });
+    }
+
+    /// Surging/Active: escalation, readiness, budget.
+    fn surge(&mut self, budget: SignedDuration) {
+        let Some(cur) = self.current.as_ref() else {
+            return;
+        };
+        let Some(sc) = self.scenario(&cur.scenario) else {
+            return;
+        };
+        self.escalate(sc);
+
+        let targets = self.surge_targets(sc);
+        let ready = !targets.is_empty() && targets.iter().all(|(_, o, t)| o.ready_calls >= *t);
+        let short: Vec<Shortfall> = targets
+            .iter()
+            .filter(|(_, o, t)| o.ready_calls < *t)
+            .map(|(name, o, t)| Shortfall {
+                hotline: (*name).to_owned(),
+                ready: o.ready_calls,
+                target: *t,
+                limiting_components: o.limiting_components.clone(),
+            })
+            .collect();
+
+        let (now, stamp) = (self.now, self.stamp);
+        let phase = self.phase;
+        let Some(cur) = self.current.as_mut() else {
+            return;
+        };
+        let started = cur
+            .surge_started_at
+            .as_ref()
+            .map_or(cur.declared_at.0, |t| t.0);
+        let deadline = match &cur.deadline {
+            Some(t) => t.0,
+            None => add(started, budget),
+        };
+        if phase != Phase::Surging {
+            return;
+        }
+        if ready {
+            let ms = i64::try_from(now.duration_since(started).as_millis())
+                .unwrap_or(i64::MAX)
+                .max(0);
+            let met = cur.budget_met != Some(false) && now <= deadline;
+            cur.surge_ready_at = Some(Time(stamp));
+            cur.time_to_surge_milliseconds = Some(ms);
+            cur.time_to_surge_seconds = Some(ms / 1000 + i64::from(ms % 1000 != 0));
+            cur.budget_met = Some(met);
+            let scenario = cur.scenario.clone();
+            self.goto(Phase::Active);
+            self.events.push(PlanEvent::SurgeReady {
+                scenario,
+                time_to_surge: Duration::from_millis(ms.unsigned_abs()),
+                budget: std_duration(budget),
+                met,
+            });
+        } else if now >= deadline {
+            if cur.budget_met.is_none() {
+                cur.budget_met = Some(false);
+                let scenario = cur.scenario.clone();
+                self.events.push(PlanEvent::BudgetExceeded {
+                    scenario,
+                    budget: std_duration(budget),
+                    short,
+                });
+            }
+        } else {
+            self.wake_at(deadline);
+        }
+    }
+
+    /// Existing hotlines with their surge target, for scenario `sc`.
+    fn surge_targets(&self, sc: &Scenario) -> Vec<(&'a str, &'a HotlineObservation, i32)> {
+        self.spec
+            .hotlines
+            .iter()
+            .filter_map(|h| {
+                let o = self.observation(&h.name)?;
+                Some((h.name.as_str(), o, o.standby_now.max(surge_calls(sc, o))))
+            })
+            .collect()
+    }
+
+    fn escalate(&mut self, sc: &Scenario) {
+        let (now, stamp) = (self.now, self.stamp);
+        let Some(cur) = self.current.as_mut() else {
+            return;
+        };
+        let declared_at = cur.declared_at.0;
+        let mut next: Option<Timestamp> = None;
+        for step in &sc.escalation {
+            let Some(after) = parse_go_duration(&step.after) else {
+                continue;
+            };
+            if cur
+                .escalations
+                .iter()
+                .any(|r| r.after == step.after && r.notify == step.notify)
+            {
+                continue;
+            }
+            let due = add(declared_at, after);
+            if now >= due {
+                cur.escalations.push(EscalationRecord {
+                    after: step.after.clone(),
+                    notify: step.notify.clone(),
+                    notified_at: Time(stamp),
+                });
+                self.events.push(PlanEvent::EscalationStep {
+                    after: step.after.clone(),
+                    notify: step.notify.clone(),
+                });
+            } else {
+                next = Some(next.map_or(due, |n| n.min(due)));
+            }
+        }
+        if let Some(due) = next {
+            self.wake_at(due);
+        }
+    }
+
+    fn step_down(&mut self, every: SignedDuration) {
+        let Some(cur) = self.current.as_ref() else {
+            return;
+        };
+        let exit = cur.exit_started_at.as_ref().map_or(self.stamp, |t| t.0);
+        let n = steps(self.percent);
+        let k = steps_due(exit, every, n, self.now);
+        if k > self.step {
+            self.events.push(PlanEvent::StepDown { step: k, steps: n });
+        }
+        self.step = k;
+        if k < n {
+            let next = every.checked_mul(i32::try_from(k + 1).unwrap_or(i32::MAX));
+            self.wake_at(next.map_or(Timestamp::MAX, |d| add(exit, d)));
+            return;
+        }
+        let scenario = cur.scenario.clone();
+        let duration = std_duration(self.now.duration_since(cur.declared_at.0));
+        self.end_current();
+        self.goto(Phase::Standby);
+        self.events
+            .push(PlanEvent::BackToStandby { scenario, duration });
+    }
+
+    /// The per-hotline targets to publish, in spec order.
+    fn publish(&self, frozen: bool, old: &[HotlineTarget]) -> Vec<HotlineTarget> {
+        let scenario = self
+            .current
+            .as_ref()
+            .and_then(|c| self.scenario(&c.scenario));
+        self.spec
+            .hotlines
+            .iter()
+            .map(|h| {
+                let o = self.observation(&h.name);
+                let previous = old.iter().find(|t| t.name == h.name);
+                let ready_calls = o.map(|o| o.ready_calls);
+                if frozen {
+                    return HotlineTarget {
+                        ready_calls,
+                        ..previous.cloned().unwrap_or_else(|| HotlineTarget {
+                            name: h.name.clone(),
+                            ..HotlineTarget::default()
+                        })
+                    };
+                }
+                let (surge, target) = match (self.phase, o) {
+                    (Phase::Standby, _) | (_, None) => (None, None),
+                    (Phase::Surging | Phase::Active, Some(o)) => match scenario {
+                        Some(sc) => {
+                            let s = surge_calls(sc, o);
+                            (Some(s), Some(o.standby_now.max(s)))
+                        }
+                        None => (None, None),
+                    },
+                    (Phase::Exiting, Some(o)) => {
+                        let s = match scenario {
+                            Some(sc) => Some(surge_calls(sc, o)),
+                            None => previous.and_then(|p| p.surge_calls),
+                        };
+                        let target = s
+                            .map(|s| stepped(s, self.step, self.percent).max(o.standby_now.max(0)));
+                        (s, target)
+                    }
+                };
+                HotlineTarget {
+                    name: h.name.clone(),
+                    surge_calls: surge,
+                    target_calls: target,
+                    ready_calls,
+                }
+            })
+            .collect()
+    }
+
+    /// At least one existing hotline is targeted and all carry their target.
+    fn ready(&self, hotlines: &[HotlineTarget]) -> bool {
+        let mut any = false;
+        for t in hotlines {
+            if let (Some(target), Some(o)) = (t.target_calls, self.observation(&t.name)) {
+                any = true;
+                if o.ready_calls < target {
+                    return false;
+                }
+            }
+        }
+        any
+    }
+
+    fn short(&self, hotlines: &[HotlineTarget]) -> Vec<Shortfall> {
+        hotlines
+            .iter()
+            .filter_map(|t| {
+                let target = t.target_calls?;
+                let o = self.observation(&t.name)?;
+                (o.ready_calls < target).then(|| Shortfall {
+                    hotline: t.name.clone(),
+                    ready: o.ready_calls,
+                    target,
+                    limiting_components: o.limiting_components.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// One message per hotline whose ceiling is below its published target.
+    fn degraded(&self, hotlines: &[HotlineTarget]) -> Vec<String> {
+        hotlines
+            .iter()
+            .filter_map(|t| {
+                let target = t.target_calls?;
+                let o = self.observation(&t.name)?;
+                let max = o.max_calls?;
+                if max >= target {
+                    return None;
+                }
+                let mut m = format!(
+                    "hotline {:?} can carry at most {max} calls, below its target of {target}",
+                    t.name
+                );
+                if !o.limiting_components.is_empty() {
+                    let _ = write!(
+                        m,
+                        " (limited by maxReplicas of {})",
+                        o.limiting_components.join(", ")
+                    );
+                }
+                Some(m)
+            })
+            .collect()
+    }
+}
+
+/// Calls of scenario `sc`'s surge for a hotline (`calls`, or `factor x`
+/// its base standby, saturating; never negative).
+fn surge_calls(sc: &Scenario, o: &HotlineObservation) -> i32 {
+    match (sc.surge.calls, sc.surge.factor) {
+        (Some(calls), _) => calls.max(0),
+        (None, Some(factor)) => factor.max(0).saturating_mul(o.base_standby_calls.max(0)),
+        (None, None) => 0,
+    }
+}
+
+/// Number of step-down steps: `ceil(100 / percent)`.
+fn steps(percent: i32) -> u32 {
+    u32::try_from(percent.clamp(1, 100)).map_or(1, |p| 100u32.div_ceil(p))
+}
+
+/// Steps due at `now` for an exit started at `exit`: `floor((now - exit) /
+/// every)`, capped at `n`. A zero (or negative) `every` makes every step due.
+fn steps_due(exit: Timestamp, every: SignedDuration, n: u32, now: Timestamp) -> u32 {
+    let every = every.as_nanos();
+    if every <= 0 {
+        return n;
+    }
+    let elapsed = now.duration_since(exit).as_nanos();
+    if elapsed <= 0 {
+        return 0;
+    }
+    u32::try_from(elapsed / every).map_or(n, |k| k.min(n))
+}
+
+/// The surge after `k` steps of `percent`: `ceil(surge * (100 - k*percent) /
+/// 100)`, `k*percent` capped at 100.
+fn stepped(surge: i32, k: u32, percent: i32) -> i32 {
+    let removed = i64::from(k).saturating_mul(i64::from(percent)).min(100);
+    let left = (i64::from(surge.max(0)) * (100 - removed) + 99) / 100;
+    i32::try_from(left).unwrap_or(i32::MAX)
+}
+
+/// Reads `step k of n` back from the `Declared` condition message.
+fn parse_step(message: &str) -> Option<u32> {
+    let (_, rest) = message.rsplit_once("step ")?;
+    let (k, _) = rest.split_once(" of ")?;
+    k.parse().ok()
+}
+
+fn find_condition<'c>(conditions: &'c [Condition], type_: &str) -> Option<&'c Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// Whether `message` was already reported by the (previous) condition, so its
+/// Warning Event is not repeated. Conditions list their problems joined by
+/// `"; "`; the Valid condition is reported when False, Degraded when True.
+fn reported(previous: Option<&Condition>, message: &str) -> bool {
+    previous.is_some_and(|c| {
+        let bad = if c.type_ == CONDITION_DEGRADED {
+            "True"
+        } else {
+            "False"
+        };
+        c.status == bad && c.message.contains(message)
+    })
+}
+
+fn shortfalls(short: &[Shortfall]) -> String {
+    let parts: Vec<String> = short
+        .iter()
+        .map(|s| {
+            let mut p = format!("{} {}/{} calls ready", s.hotline, s.ready, s.target);
+            if !s.limiting_components.is_empty() {
+                let _ = write!(p, " (capped by {})", s.limiting_components.join(", "));
+            }
+            p
+        })
+        .collect();
+    parts.join(", ")
+}
+
+fn shortfalls_or_none(short: &[Shortfall]) -> String {
+    if short.is_empty() {
+        "no targeted hotline exists".to_owned()
+    } else {
+        shortfalls(short)
+    }
+}
+
+/// Parses a field holding a duration, recording a Problem if it is not one.
+fn parse_field(field: &str, value: &str, problems: &mut Vec<Problem>) -> Option<SignedDuration> {
+    let parsed = parse_go_duration(value);
+    if parsed.is_none() {
+        problems.push(Problem::new(
+            "InvalidDuration",
+            format!("{field}: {value:?} is not a duration (e.g. 90s, 5m, 1h30m)"),
+        ));
+    }
+    parsed
+}
+
+/// Parses a Go-style duration in whole units (`DURATION_PATTERN`: `90s`,
+/// `5m`, `1h30m`, `250ms`), and a bare `0`. `None` if malformed or beyond
+/// `i64` milliseconds.
+// TODO(helper-2): switch to crate::core::duration once it exists.
+fn parse_go_duration(s: &str) -> Option<SignedDuration> {
+    if s == "0" {
+        return Some(SignedDuration::ZERO);
+    }
+    if s.is_empty() {
+        return None;
+    }
+    let mut rest = s;
+    let mut total: i64 = 0;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let value: i64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let (unit_ms, len) = if rest.starts_with("ms") {
+            (1, 2)
+        } else if rest.starts_with('s') {
+            (1_000, 1)
+        } else if rest.starts_with('m') {
+            (60_000, 1)
+        } else if rest.starts_with('h') {
+            (3_600_000, 1)
+        } else {
+            return None;
+        };
+        rest = &rest[len..];
+        total = total.checked_add(value.checked_mul(unit_ms)?)?;
+    }
+    Some(SignedDuration::from_millis(total))
+}
+
+/// Formats like Go's `time.Duration.String` at millisecond precision:
+/// `0s`, `250ms`, `42.3s`, `5m0s`, `1h30m0s`.
+fn go_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return "0s".to_owned();
+    }
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let (h, m) = (ms / 3_600_000, (ms / 60_000) % 60);
+    let (s, frac) = ((ms / 1000) % 60, ms % 1000);
+    let mut out = String::new();
+    if h > 0 {
+        let _ = write!(out, "{h}h");
+    }
+    if h > 0 || m > 0 {
+        let _ = write!(out, "{m}m");
+    }
+    let _ = write!(out, "{s}");
+    if frac > 0 {
+        let f = format!("{frac:03}");
+        let _ = write!(out, ".{}", f.trim_end_matches('0'));
+    }
+    out.push('s');
+    out
+}
+
+/// A non-negative `std` duration (negative: zero).
+fn std_duration(d: SignedDuration) -> Duration {
+    Duration::try_from(d).unwrap_or_default()
+}
+
+/// `t + d`, saturating at the ends of time.
+fn add(t: Timestamp, d: SignedDuration) -> Timestamp {
+    t.checked_add(d).unwrap_or(if d.is_negative() {
+        Timestamp::MIN
+    } else {
+        Timestamp::MAX
+    })
+}
+
+/// `t` truncated (toward the past) to the second: what `metav1.Time` stores.
+fn to_second(t: Timestamp) -> Timestamp {
+    let mut s = t.as_second();
+    if t.subsec_nanosecond() < 0 {
+        s -= 1;
+    }
+    Timestamp::from_second(s).unwrap_or(t)
+}
