@@ -1264,3 +1264,1178 @@ fn to_second(t: Timestamp) -> Timestamp {
     }
     Timestamp::from_second(s).unwrap_or(t)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{EscalationStep, Exit, HotlineRef, StepDown, Surge};
+
+    fn t0() -> Timestamp {
+        "2025-03-01T10:00:00Z".parse().unwrap()
+    }
+
+    fn at(secs: i64) -> Timestamp {
+        t0() + SignedDuration::from_secs(secs)
+    }
+
+    fn at_ms(ms: i64) -> Timestamp {
+        t0() + SignedDuration::from_millis(ms)
+    }
+
+    const MIN: i64 = 60;
+
+    fn scenario(name: &str, surge: Surge, escalation: &[(&str, &str)]) -> Scenario {
+        Scenario {
+            name: name.into(),
+            surge,
+            announcement: None,
+            escalation: escalation
+                .iter()
+                .map(|(after, notify)| EscalationStep {
+                    after: (*after).into(),
+                    notify: (*notify).into(),
+                })
+                .collect(),
+        }
+    }
+
+    fn calls(n: i32) -> Surge {
+        Surge {
+            calls: Some(n),
+            factor: None,
+        }
+    }
+
+    fn spec_with(hotlines: &[&str]) -> CrisisPlanSpec {
+        CrisisPlanSpec {
+            hotlines: hotlines
+                .iter()
+                .map(|h| HotlineRef { name: (*h).into() })
+                .collect(),
+            time_budget: "5m".into(),
+            scenarios: vec![
+                scenario(
+                    "it-outage",
+                    calls(500),
+                    &[("0m", "crisis-cell"), ("15m", "management")],
+                ),
+                scenario(
+                    "big",
+                    calls(1000),
+                    &[("0m", "crisis-cell"), ("1h", "board")],
+                ),
+                scenario(
+                    "tenfold",
+                    Surge {
+                        calls: None,
+                        factor: Some(10),
+                    },
+                    &[],
+                ),
+            ],
+            exit: None,
+            drills: None,
+        }
+    }
+
+    fn spec() -> CrisisPlanSpec {
+        spec_with(&["care"])
+    }
+
+    fn hotline(ready: i32) -> HotlineObservation {
+        HotlineObservation {
+            exists: true,
+            base_standby_calls: 10,
+            standby_now: 10,
+            ready_calls: ready,
+            max_calls: None,
+            limiting_components: vec![],
+        }
+    }
+
+    fn observed(hotlines: &[(&str, HotlineObservation)]) -> Observed {
+        Observed {
+            hotlines: hotlines
+                .iter()
+                .map(|(n, o)| ((*n).to_owned(), o.clone()))
+                .collect(),
+        }
+    }
+
+    fn care(ready: i32) -> Observed {
+        observed(&[("care", hotline(ready))])
+    }
+
+    fn declaration(scenario: &str) -> Declaration {
+        Declaration {
+            scenario: scenario.into(),
+            reason: Some("payment service down".into()),
+            declared_by: Some("alertmanager/PaymentsDown".into()),
+            incident_ref: Some("INC-1234".into()),
+        }
+    }
+
+    fn roundtrip(s: &CrisisPlanStatus) -> CrisisPlanStatus {
+        serde_json::from_value(serde_json::to_value(s).unwrap()).unwrap()
+    }
+
+    /// Reconciles and checks what must hold of every call: only allowed
+    /// edges, no declaration written, requeue in the future, and idempotence
+    /// (the output, round-tripped through JSON, with the same declaration and
+    /// `now`, gives no event and the same result).
+    fn checked(
+        spec: &CrisisPlanSpec,
+        input: &CrisisPlanStatus,
+        obs: &Observed,
+        now: Timestamp,
+    ) -> Outcome {
+        let (out, path) = reconcile_traced(spec, Some(7), input, obs, now);
+        assert_eq!(path.last().copied(), out.status.phase);
+        for w in path.windows(2) {
+            assert!(allowed_transition(w[0], w[1]), "{path:?}");
+        }
+        assert!(out.status.declaration.is_none());
+        assert_eq!(out.status.observed_generation, Some(7));
+        if let Some(r) = out.requeue_at {
+            assert!(r > now, "requeue {r} not after {now}");
+        }
+        let again_in = CrisisPlanStatus {
+            declaration: input.declaration.clone(),
+            ..roundtrip(&out.status)
+        };
+        let again = reconcile(spec, Some(7), &again_in, obs, now);
+        assert_eq!(again.events, vec![], "events re-emitted");
+        assert_eq!(again.status, out.status, "not idempotent");
+        assert_eq!(again.requeue_at, out.requeue_at);
+        out
+    }
+
+    /// A plan under test: keeps its status between calls, like the API.
+    struct Plan {
+        spec: CrisisPlanSpec,
+        status: CrisisPlanStatus,
+    }
+
+    impl Plan {
+        fn new(spec: CrisisPlanSpec) -> Self {
+            Self {
+                spec,
+                status: CrisisPlanStatus::default(),
+            }
+        }
+
+        fn at(&mut self, declared: Option<&str>, obs: &Observed, now: Timestamp) -> Outcome {
+            let input = CrisisPlanStatus {
+                declaration: declared.map(declaration),
+                ..self.status.clone()
+            };
+            let out = checked(&self.spec, &input, obs, now);
+            self.status = out.status.clone();
+            out
+        }
+
+        fn phase(&self) -> Phase {
+            self.status.phase.unwrap()
+        }
+
+        fn current(&self) -> &CrisisRecord {
+            self.status.current.as_ref().unwrap()
+        }
+
+        fn targets(&self) -> Vec<Option<i32>> {
+            self.status
+                .hotlines
+                .iter()
+                .map(|h| h.target_calls)
+                .collect()
+        }
+
+        fn condition(&self, type_: &str) -> (&str, &str, &str) {
+            let c = find_condition(&self.status.conditions, type_).unwrap();
+            (c.status.as_str(), c.reason.as_str(), c.message.as_str())
+        }
+    }
+
+    fn reasons(o: &Outcome) -> Vec<&'static str> {
+        o.events.iter().map(PlanEvent::reason).collect()
+    }
+
+    fn time(t: Timestamp) -> Option<Time> {
+        Some(Time(t))
+    }
+
+    /// A plan Active on `it-outage`: declared at t0, ready at t0+1m.
+    fn active() -> Plan {
+        let mut p = Plan::new(spec());
+        p.at(Some("it-outage"), &care(10), t0());
+        p.at(Some("it-outage"), &care(500), at(MIN));
+        assert_eq!(p.phase(), Phase::Active);
+        p
+    }
+
+    #[test]
+    fn no_phase_is_standby_and_standby_stays_quiet() {
+        let mut p = Plan::new(spec());
+        let o = p.at(None, &care(10), t0());
+        assert_eq!(p.phase(), Phase::Standby);
+        assert_eq!(o.events, vec![]);
+        assert_eq!(o.requeue_at, None);
+        assert_eq!(p.targets(), vec![None]);
+        assert_eq!(p.status.hotlines[0].ready_calls, Some(10));
+        assert_eq!(
+            p.condition(CONDITION_VALID),
+            ("True", "Valid", "the plan is valid")
+        );
+        assert_eq!(p.condition(CONDITION_DECLARED).1, "NotDeclared");
+        assert_eq!(p.condition(CONDITION_SURGE_READY).1, "NotDeclared");
+        assert_eq!(p.condition(CONDITION_WITHIN_BUDGET).1, "NoCrisis");
+        assert_eq!(p.condition(CONDITION_DEGRADED).1, "AsExpected");
+    }
+
+    #[test]
+    fn declaration_starts_the_surge() {
+        let mut p = Plan::new(spec());
+        let o = p.at(Some("it-outage"), &care(10), at_ms(500));
+        assert_eq!(p.phase(), Phase::Surging);
+        let cur = p.current();
+        assert_eq!(cur.scenario, "it-outage");
+        // Stored to the second, like metav1.Time.
+        assert_eq!(cur.declared_at, Time(t0()));
+        assert_eq!(cur.surge_started_at, time(t0()));
+        assert_eq!(cur.deadline, time(at(5 * MIN)));
+        assert_eq!(cur.budget_met, None);
+        assert!(!cur.drill);
+        assert_eq!(cur.reason.as_deref(), Some("payment service down"));
+        assert_eq!(
+            cur.declared_by.as_deref(),
+            Some("alertmanager/PaymentsDown")
+        );
+        assert_eq!(cur.incident_ref.as_deref(), Some("INC-1234"));
+        assert_eq!(p.targets(), vec![Some(500)]);
+        assert_eq!(p.status.hotlines[0].surge_calls, Some(500));
+        assert_eq!(reasons(&o), vec!["CrisisDeclared", "EscalationStep"]);
+        assert_eq!(
+            o.events[0].message(),
+            "crisis declared: scenario \"it-outage\" by alertmanager/PaymentsDown (INC-1234): payment service down"
+        );
+        assert_eq!(
+            o.events[1],
+            PlanEvent::EscalationStep {
+                after: "0m".into(),
+                notify: "crisis-cell".into()
+            }
+        );
+        // The deadline comes before the 15m escalation step.
+        assert_eq!(o.requeue_at, Some(at(5 * MIN)));
+        assert_eq!(p.condition(CONDITION_DECLARED).0, "True");
+        assert_eq!(p.condition(CONDITION_SURGE_READY).1, "Surging");
+        assert_eq!(p.condition(CONDITION_WITHIN_BUDGET).1, "WithinBudget");
+        assert_eq!(roundtrip(&p.status), p.status);
+    }
+
+    #[test]
+    fn surge_ready_within_budget() {
+        let mut p = Plan::new(spec());
+        p.at(Some("it-outage"), &care(10), t0());
+        let o = p.at(Some("it-outage"), &care(500), at_ms(42_300));
+        assert_eq!(p.phase(), Phase::Active);
+        let cur = p.current();
+        assert_eq!(cur.surge_ready_at, time(at(42)));
+        assert_eq!(cur.time_to_surge_milliseconds, Some(42_300));
+        assert_eq!(cur.time_to_surge_seconds, Some(43));
+        assert_eq!(cur.budget_met, Some(true));
+        assert_eq!(reasons(&o), vec!["SurgeReady"]);
+        assert_eq!(
+            o.events[0].message(),
+            "surge capacity ready in 42.3s (budget 5m0s, met)"
+        );
+        // Only the next escalation step is left to wait for.
+        assert_eq!(o.requeue_at, Some(at(15 * MIN)));
+        assert_eq!(p.condition(CONDITION_SURGE_READY).1, "CapacityReady");
+        assert_eq!(p.condition(CONDITION_WITHIN_BUDGET).0, "True");
+    }
+
+    #[test]
+    fn ready_exactly_at_the_deadline_is_met() {
+        let mut p = Plan::new(spec());
+        p.at(Some("it-outage"), &care(10), t0());
+        let o = p.at(Some("it-outage"), &care(500), at(5 * MIN));
+        assert_eq!(reasons(&o), vec!["SurgeReady"]);
+        assert_eq!(p.current().budget_met, Some(true));
+    }
+
+    #[test]
+    fn budget_exceeded_then_ready_late() {
+        let mut p = Plan::new(spec());
+        p.at(Some("it-outage"), &care(10), t0());
+        let o = p.at(Some("it-outage"), &care(100), at(5 * MIN - 1));
+        assert_eq!(o.events, vec![]);
+        assert_eq!(o.requeue_at, Some(at(5 * MIN)));
+
+        let o = p.at(Some("it-outage"), &care(100), at(5 * MIN));
+        assert_eq!(reasons(&o), vec!["BudgetExceeded"]);
+        assert!(o.events[0].is_warning());
+        assert_eq!(
+            o.events[0].message(),
+            "surge for scenario \"it-outage\" not ready within its 5m0s budget: care 100/500 calls ready"
+        );
+        assert_eq!(p.phase(), Phase::Surging);
+        assert_eq!(p.current().budget_met, Some(false));
+        assert_eq!(p.condition(CONDITION_WITHIN_BUDGET).1, "BudgetExceeded");
+        assert_eq!(o.requeue_at, Some(at(15 * MIN)));
+
+        let o = p.at(Some("it-outage"), &care(300), at(6 * MIN));
+        assert_eq!(o.events, vec![]);
+
+        let o = p.at(Some("it-outage"), &care(500), at(7 * MIN));
+        assert_eq!(p.phase(), Phase::Active);
+        assert_eq!(
+            o.events,
+            vec![PlanEvent::SurgeReady {
+                scenario: "it-outage".into(),
+                time_to_surge: Duration::from_secs(420),
+                budget: Duration::from_secs(300),
+                met: false
+            }]
+        );
+        assert_eq!(
+            o.events[0].message(),
+            "surge capacity ready in 7m0s (budget 5m0s, missed)"
+        );
+        assert_eq!(p.current().time_to_surge_seconds, Some(420));
+        assert_eq!(p.current().budget_met, Some(false));
+        assert_eq!(p.condition(CONDITION_WITHIN_BUDGET).0, "False");
+        assert_eq!(p.condition(CONDITION_SURGE_READY).0, "True");
+    }
+
+    #[test]
+    fn capacity_lost_after_ready_stays_active() {
+        let mut p = active();
+        let o = p.at(Some("it-outage"), &care(300), at(2 * MIN));
+        assert_eq!(o.events, vec![]);
+        assert_eq!(p.phase(), Phase::Active);
+        let (status, reason, message) = p.condition(CONDITION_SURGE_READY);
+        assert_eq!((status, reason), ("False", "CapacityLost"));
+        assert!(message.contains("care 300/500"), "{message}");
+        p.at(Some("it-outage"), &care(500), at(3 * MIN));
+        assert_eq!(p.condition(CONDITION_SURGE_READY).1, "CapacityReady");
+    }
+
+    #[test]
+    fn retarget_to_a_bigger_scenario() {
+        let mut p = active();
+        let before = p.current().clone();
+        let o = p.at(Some("big"), &care(500), at(10 * MIN));
+        assert_eq!(p.phase(), Phase::Surging);
+        // The shared 0m step was already announced: not repeated.
+        assert_eq!(
+            o.events,
+            vec![PlanEvent::Retargeted {
+                from: "it-outage".into(),
+                to: "big".into()
+            }]
+        );
+        let cur = p.current();
+        assert_eq!(cur.scenario, "big");
+        assert_eq!(cur.declared_at, before.declared_at);
+        assert_eq!(cur.surge_started_at, time(at(10 * MIN)));
+        assert_eq!(cur.deadline, time(at(15 * MIN)));
+        assert_eq!(cur.surge_ready_at, None);
+        assert_eq!(cur.time_to_surge_seconds, None);
+        assert_eq!(cur.time_to_surge_milliseconds, None);
+        assert_eq!(cur.budget_met, None);
+        assert_eq!(cur.escalations, before.escalations);
+        assert_eq!(p.targets(), vec![Some(1000)]);
+        assert_eq!(o.requeue_at, Some(at(15 * MIN)));
+
+        let o = p.at(Some("big"), &care(1000), at(12 * MIN));
+        assert_eq!(reasons(&o), vec!["SurgeReady"]);
+        assert_eq!(p.current().time_to_surge_milliseconds, Some(120_000));
+        // Next: the big scenario's 1h step (from the declaration).
+        assert_eq!(o.requeue_at, Some(at(60 * MIN)));
+    }
+
+    #[test]
+    fn retarget_while_surging_and_already_ready() {
+        let mut p = Plan::new(spec());
+        p.at(Some("it-outage"), &care(10), t0());
+        // tenfold: 10 x standby.calls (10) = 100, already carried.
+        let o = p.at(Some("tenfold"), &care(150), at(MIN));
+        assert_eq!(reasons(&o), vec!["ScenarioChanged", "SurgeReady"]);
+        assert_eq!(p.phase(), Phase::Active);
+        assert_eq!(p.targets(), vec![Some(100)]);
+        assert_eq!(p.current().time_to_surge_milliseconds, Some(0));
+        assert_eq!(p.current().time_to_surge_seconds, Some(0));
+    }
+
+    #[test]
+    fn declaration_details_follow_the_declarer() {
+        let mut p = active();
+        let input = CrisisPlanStatus {
+            declaration: Some(Declaration {
+                incident_ref: Some("INC-9".into()),
+                ..declaration("it-outage")
+            }),
+            ..p.status.clone()
+        };
+        let o = checked(&p.spec, &input, &care(500), at(2 * MIN));
+        assert_eq!(o.events, vec![]);
+        p.status = o.status;
+        assert_eq!(p.current().incident_ref.as_deref(), Some("INC-9"));
+    }
+
+    #[test]
+    fn surge_below_standby_publishes_the_standby() {
+        let mut p = Plan::new(spec());
+        let mut h = hotline(0);
+        h.standby_now = 800;
+        p.at(Some("it-outage"), &observed(&[("care", h)]), t0());
+        assert_eq!(p.status.hotlines[0].surge_calls, Some(500));
+        assert_eq!(p.targets(), vec![Some(800)]);
+    }
+
+    #[test]
+    fn unknown_scenario_in_standby() {
+        let mut p = Plan::new(spec());
+        let o = p.at(Some("nope"), &care(10), t0());
+        assert_eq!(p.phase(), Phase::Standby);
+        assert_eq!(p.status.current, None);
+        assert_eq!(p.targets(), vec![None]);
+        assert_eq!(o.requeue_at, None);
+        let message = "status.declaration.scenario: \"nope\" is not a scenario of this plan (known: it-outage, big, tenfold)";
+        assert_eq!(
+            o.events,
+            vec![PlanEvent::Invalid {
+                reason: "UnknownScenario",
+                message: message.into()
+            }]
+        );
+        assert!(o.events[0].is_warning());
+        assert_eq!(o.events[0].reason(), "UnknownScenario");
+        assert_eq!(
+            p.condition(CONDITION_VALID),
+            ("False", "UnknownScenario", message)
+        );
+        assert_eq!(p.condition(CONDITION_DECLARED).1, "NotDeclared");
+        // Still there later: no new event.
+        let o = p.at(Some("nope"), &care(10), at(10 * MIN));
+        assert_eq!(o.events, vec![]);
+        // Fixed: the crisis starts.
+        let o = p.at(Some("it-outage"), &care(10), at(11 * MIN));
+        assert_eq!(reasons(&o), vec!["CrisisDeclared", "EscalationStep"]);
+        assert_eq!(p.condition(CONDITION_VALID).0, "True");
+        assert_eq!(p.current().declared_at, Time(at(11 * MIN)));
+    }
+
+    #[test]
+    fn unknown_scenario_during_a_crisis_freezes_it() {
+        let mut p = Plan::new(spec());
+        p.at(Some("it-outage"), &care(10), t0());
+        let before = p.status.clone();
+        // Past the deadline and the 15m step: nothing moves while invalid.
+        let o = p.at(Some("nope"), &care(100), at(20 * MIN));
+        assert_eq!(reasons(&o), vec!["UnknownScenario"]);
+        assert_eq!(o.requeue_at, None);
+        assert_eq!(p.phase(), Phase::Surging);
+        assert_eq!(p.status.current, before.current);
+        assert_eq!(p.targets(), vec![Some(500)]);
+        assert_eq!(p.status.hotlines[0].surge_calls, Some(500));
+        assert_eq!(p.status.hotlines[0].ready_calls, Some(100));
+        // Fixed: the overdue budget and escalation step catch up.
+        let o = p.at(Some("it-outage"), &care(100), at(21 * MIN));
+        assert_eq!(reasons(&o), vec!["EscalationStep", "BudgetExceeded"]);
+        assert_eq!(p.condition(CONDITION_VALID).0, "True");
+    }
+
+    #[test]
+    fn unknown_scenario_during_exit_holds_the_step() {
+        let mut p = active();
+        p.at(None, &care(500), at(30 * MIN));
+        p.at(None, &care(500), at(35 * MIN));
+        assert_eq!(p.targets(), vec![Some(375)]);
+        let o = p.at(Some("nope"), &care(500), at(50 * MIN));
+        assert_eq!(reasons(&o), vec!["UnknownScenario"]);
+        assert_eq!(p.phase(), Phase::Exiting);
+        assert_eq!(p.targets(), vec![Some(375)]);
+        assert!(p.condition(CONDITION_DECLARED).2.contains("step 1 of 4"));
+        // Declaration withdrawn: the exit catches up in one go.
+        let o = p.at(None, &care(500), at(51 * MIN));
+        assert_eq!(reasons(&o), vec!["StepDown", "BackToStandby"]);
+        assert_eq!(o.events[0], PlanEvent::StepDown { step: 4, steps: 4 });
+    }
+
+    #[test]
+    fn missing_hotline_is_invalid_but_does_not_block_the_others() {
+        let mut p = Plan::new(spec_with(&["care", "ghost"]));
+        let obs = observed(&[
+            ("care", hotline(10)),
+            (
+                "ghost",
+                HotlineObservation {
+                    exists: false,
+                    ..hotline(0)
+                },
+            ),
+        ]);
+        let o = p.at(Some("it-outage"), &obs, t0());
+        assert_eq!(
+            reasons(&o),
+            vec!["HotlineNotFound", "CrisisDeclared", "EscalationStep"]
+        );
+        assert_eq!(
+            o.events[0].message(),
+            "spec.hotlines: hotline \"ghost\" not found in this namespace"
+        );
+        assert_eq!(p.condition(CONDITION_VALID).1, "HotlineNotFound");
+        assert_eq!(p.targets(), vec![Some(500), None]);
+        assert_eq!(p.status.hotlines[1].ready_calls, None);
+        let ready = observed(&[("care", hotline(500))]);
+        let o = p.at(Some("it-outage"), &ready, at(MIN));
+        assert_eq!(reasons(&o), vec!["SurgeReady"]);
+        assert_eq!(p.phase(), Phase::Active);
+    }
+
+    #[test]
+    fn no_existing_hotline_is_never_ready() {
+        let mut p = Plan::new(spec());
+        let o = p.at(Some("it-outage"), &Observed::default(), t0());
+        assert_eq!(
+            reasons(&o),
+            vec!["HotlineNotFound", "CrisisDeclared", "EscalationStep"]
+        );
+        let o = p.at(Some("it-outage"), &Observed::default(), at(5 * MIN));
+        assert_eq!(reasons(&o), vec!["BudgetExceeded"]);
+        assert!(
+            o.events[0]
+                .message()
+                .ends_with("budget: no targeted hotline exists")
+        );
+        assert_eq!(p.phase(), Phase::Surging);
+    }
+
+    #[test]
+    fn surge_exceeding_capacity_is_published_and_degraded() {
+        let mut p = Plan::new(spec());
+        let capped = |ready| {
+            observed(&[(
+                "care",
+                HotlineObservation {
+                    max_calls: Some(400),
+                    limiting_components: vec!["gateway".into()],
+                    ..hotline(ready)
+                },
+            )])
+        };
+        let o = p.at(Some("it-outage"), &capped(10), t0());
+        assert_eq!(
+            reasons(&o),
+            vec!["CrisisDeclared", "EscalationStep", "SurgeExceedsCapacity"]
+        );
+        let message = "hotline \"care\" can carry at most 400 calls, below its target of 500 (limited by maxReplicas of gateway)";
+        assert_eq!(
+            o.events[2],
+            PlanEvent::Degraded {
+                reason: "SurgeExceedsCapacity",
+                message: message.into()
+            }
+        );
+        assert!(o.events[2].is_warning());
+        assert_eq!(p.targets(), vec![Some(500)]);
+        assert_eq!(
+            p.condition(CONDITION_DEGRADED),
+            ("True", "SurgeExceedsCapacity", message)
+        );
+        let o = p.at(Some("it-outage"), &capped(400), at(5 * MIN));
+        assert_eq!(reasons(&o), vec!["BudgetExceeded"]);
+        assert!(
+            o.events[0]
+                .message()
+                .ends_with("care 400/500 calls ready (capped by gateway)"),
+            "{}",
+            o.events[0].message()
+        );
+        // Once stepped down below the ceiling, no longer degraded.
+        p.at(None, &capped(400), at(10 * MIN));
+        p.at(None, &capped(400), at(15 * MIN));
+        assert_eq!(p.targets(), vec![Some(375)]);
+        assert_eq!(p.condition(CONDITION_DEGRADED).1, "AsExpected");
+    }
+
+    #[test]
+    fn exit_steps_down_25_percent_every_5_minutes() {
+        let mut p = active();
+        let o = p.at(None, &care(500), at(30 * MIN));
+        assert_eq!(p.phase(), Phase::Exiting);
+        assert_eq!(
+            o.events,
+            vec![PlanEvent::ExitStarted {
+                scenario: "it-outage".into()
+            }]
+        );
+        assert_eq!(p.current().exit_started_at, time(at(30 * MIN)));
+        assert_eq!(p.targets(), vec![Some(500)]);
+        assert_eq!(o.requeue_at, Some(at(35 * MIN)));
+        let (status, reason, message) = p.condition(CONDITION_DECLARED);
+        assert_eq!((status, reason), ("False", "Exiting"));
+        assert!(message.ends_with("step 0 of 4"), "{message}");
+
+        let o = p.at(None, &care(500), at(35 * MIN - 1));
+        assert_eq!(o.events, vec![]);
+        assert_eq!(p.targets(), vec![Some(500)]);
+        assert_eq!(o.requeue_at, Some(at(35 * MIN)));
+
+        for (k, minute, target) in [(1, 35, 375), (2, 40, 250), (3, 45, 125)] {
+            let o = p.at(None, &care(500), at(minute * MIN));
+            assert_eq!(o.events, vec![PlanEvent::StepDown { step: k, steps: 4 }]);
+            assert_eq!(p.targets(), vec![Some(target)], "step {k}");
+            assert_eq!(o.requeue_at, Some(at((minute + 5) * MIN)));
+            assert_eq!(p.phase(), Phase::Exiting);
+        }
+        assert_eq!(
+            PlanEvent::StepDown { step: 3, steps: 4 }.message(),
+            "step-down step 3 of 4"
+        );
+
+        let o = p.at(None, &care(125), at(50 * MIN));
+        assert_eq!(reasons(&o), vec!["StepDown", "BackToStandby"]);
+        assert_eq!(
+            o.events[1].message(),
+            "back to standby after crisis \"it-outage\" (50m0s since declaration)"
+        );
+        assert_eq!(o.requeue_at, None);
+        assert_eq!(p.phase(), Phase::Standby);
+        assert_eq!(p.status.current, None);
+        assert_eq!(p.targets(), vec![None]);
+        assert_eq!(p.status.history.len(), 1);
+        let past = &p.status.history[0];
+        assert_eq!(past.ended_at, time(at(50 * MIN)));
+        assert_eq!(past.exit_started_at, time(at(30 * MIN)));
+        assert_eq!(past.budget_met, Some(true));
+        assert_eq!(p.condition(CONDITION_DECLARED).1, "NotDeclared");
+        assert_eq!(p.condition(CONDITION_WITHIN_BUDGET).1, "NoCrisis");
+    }
+
+    #[test]
+    fn step_down_never_goes_below_the_standby_in_force() {
+        let mut p = active();
+        let mut h = hotline(500);
+        h.standby_now = 200;
+        let obs = observed(&[("care", h)]);
+        p.at(None, &obs, at(30 * MIN));
+        p.at(None, &obs, at(40 * MIN));
+        assert_eq!(p.targets(), vec![Some(250)]);
+        p.at(None, &obs, at(45 * MIN));
+        assert_eq!(p.targets(), vec![Some(200)]);
+    }
+
+    #[test]
+    fn several_steps_due_at_once_give_one_event() {
+        let mut p = active();
+        p.at(None, &care(500), at(30 * MIN));
+        let o = p.at(None, &care(500), at(47 * MIN));
+        assert_eq!(o.events, vec![PlanEvent::StepDown { step: 3, steps: 4 }]);
+        assert_eq!(p.targets(), vec![Some(125)]);
+        assert_eq!(o.requeue_at, Some(at(50 * MIN)));
+    }
+
+    #[test]
+    fn percent_100_is_one_step() {
+        let mut s = spec();
+        s.exit = Some(Exit {
+            step_down: Some(StepDown {
+                percent: 100,
+                every: "2m".into(),
+            }),
+        });
+        let mut p = Plan::new(s);
+        p.at(Some("it-outage"), &care(500), t0());
+        assert_eq!(p.phase(), Phase::Active);
+        let o = p.at(None, &care(500), at(10 * MIN));
+        assert_eq!(p.targets(), vec![Some(500)]);
+        assert_eq!(o.requeue_at, Some(at(12 * MIN)));
+        assert!(p.condition(CONDITION_DECLARED).2.ends_with("step 0 of 1"));
+        let o = p.at(None, &care(500), at(12 * MIN));
+        assert_eq!(
+            o.events,
+            vec![
+                PlanEvent::StepDown { step: 1, steps: 1 },
+                PlanEvent::BackToStandby {
+                    scenario: "it-outage".into(),
+                    duration: Duration::from_secs(12 * 60)
+                }
+            ]
+        );
+        assert_eq!(p.phase(), Phase::Standby);
+    }
+
+    #[test]
+    fn uneven_percent_rounds_steps_and_targets_up() {
+        let mut s = spec();
+        s.exit = Some(Exit {
+            step_down: Some(StepDown {
+                percent: 30,
+                every: "1m".into(),
+            }),
+        });
+        let mut p = Plan::new(s);
+        p.at(Some("it-outage"), &care(500), t0());
+        p.at(None, &care(500), at(MIN));
+        let mut seen = vec![];
+        for m in 2..=5 {
+            p.at(None, &care(500), at(m * MIN));
+            seen.push(p.targets()[0]);
+        }
+        // ceil(100/30) = 4 steps: 70%, 40%, 10%, then standby.
+        assert_eq!(seen, vec![Some(350), Some(200), Some(50), None]);
+    }
+
+    #[test]
+    fn surging_can_exit_before_ready() {
+        let mut s = spec();
+        s.exit = Some(Exit {
+            step_down: Some(StepDown {
+                percent: 25,
+                every: "10m".into(),
+            }),
+        });
+        let mut p = Plan::new(s);
+        p.at(Some("it-outage"), &care(10), t0());
+        let o = p.at(None, &care(10), at(MIN));
+        assert_eq!(reasons(&o), vec!["ExitStarted"]);
+        assert_eq!(p.phase(), Phase::Exiting);
+        // Neither the deadline nor the 15m escalation step matter any more.
+        assert_eq!(o.requeue_at, Some(at(11 * MIN)));
+        let o = p.at(None, &care(10), at(16 * MIN));
+        assert_eq!(o.events, vec![PlanEvent::StepDown { step: 1, steps: 4 }]);
+        assert_eq!(p.current().budget_met, None);
+        assert_eq!(p.current().escalations.len(), 1);
+    }
+
+    #[test]
+    fn zero_every_returns_to_standby_at_once() {
+        let mut s = spec();
+        s.exit = Some(Exit {
+            step_down: Some(StepDown {
+                percent: 25,
+                every: "0s".into(),
+            }),
+        });
+        let mut p = Plan::new(s);
+        p.at(Some("it-outage"), &care(500), t0());
+        let o = p.at(None, &care(500), at(MIN));
+        assert_eq!(
+            reasons(&o),
+            vec!["ExitStarted", "StepDown", "BackToStandby"]
+        );
+        assert_eq!(p.phase(), Phase::Standby);
+    }
+
+    #[test]
+    fn declaration_during_exit_is_a_new_crisis() {
+        let mut p = active();
+        p.at(None, &care(500), at(30 * MIN));
+        p.at(None, &care(500), at(35 * MIN));
+        let old = p.current().clone();
+        let o = p.at(Some("big"), &care(500), at(36 * MIN));
+        assert_eq!(reasons(&o), vec!["CrisisDeclared", "EscalationStep"]);
+        assert_eq!(p.phase(), Phase::Surging);
+        assert_eq!(p.status.history.len(), 1);
+        assert_eq!(
+            p.status.history[0],
+            CrisisRecord {
+                ended_at: time(at(36 * MIN)),
+                ..old
+            }
+        );
+        let cur = p.current();
+        assert_eq!(cur.scenario, "big");
+        assert_eq!(cur.declared_at, Time(at(36 * MIN)));
+        assert_eq!(cur.exit_started_at, None);
+        assert_eq!(cur.escalations.len(), 1);
+        assert_eq!(p.targets(), vec![Some(1000)]);
+    }
+
+    #[test]
+    fn redeclaring_the_same_scenario_during_exit_is_a_new_crisis_too() {
+        let mut p = active();
+        p.at(None, &care(500), at(30 * MIN));
+        let o = p.at(Some("it-outage"), &care(500), at(31 * MIN));
+        assert_eq!(
+            reasons(&o),
+            vec!["CrisisDeclared", "EscalationStep", "SurgeReady"]
+        );
+        assert_eq!(p.phase(), Phase::Active);
+        assert_eq!(p.status.history.len(), 1);
+    }
+
+    #[test]
+    fn history_keeps_the_last_ten() {
+        let mut s = spec();
+        s.exit = Some(Exit {
+            step_down: Some(StepDown {
+                percent: 100,
+                every: "0s".into(),
+            }),
+        });
+        let mut p = Plan::new(s);
+        for i in 0..12 {
+            p.at(Some("it-outage"), &care(500), at(i * 60 * MIN));
+            p.at(None, &care(500), at(i * 60 * MIN + MIN));
+            assert_eq!(p.phase(), Phase::Standby);
+        }
+        let h = &p.status.history;
+        assert_eq!(h.len(), HISTORY_LIMIT);
+        assert_eq!(h[0].declared_at, Time(at(2 * 60 * MIN)));
+        assert_eq!(h[9].declared_at, Time(at(11 * 60 * MIN)));
+        assert_eq!(h[9].ended_at, time(at(11 * 60 * MIN + MIN)));
+    }
+
+    #[test]
+    fn escalation_steps_at_their_offsets() {
+        let mut s = spec();
+        s.scenarios[0].escalation.push(EscalationStep {
+            after: "1h".into(),
+            notify: "board".into(),
+        });
+        let mut p = Plan::new(s);
+        let o = p.at(Some("it-outage"), &care(500), t0());
+        assert_eq!(
+            reasons(&o),
+            vec!["CrisisDeclared", "EscalationStep", "SurgeReady"]
+        );
+        assert_eq!(o.requeue_at, Some(at(15 * MIN)));
+        let o = p.at(Some("it-outage"), &care(500), at(15 * MIN - 1));
+        assert_eq!(o.events, vec![]);
+        let o = p.at(Some("it-outage"), &care(500), at_ms(15 * MIN * 1000 + 250));
+        assert_eq!(
+            o.events,
+            vec![PlanEvent::EscalationStep {
+                after: "15m".into(),
+                notify: "management".into()
+            }]
+        );
+        assert_eq!(
+            o.events[0].message(),
+            "escalation step after 15m: notify management"
+        );
+        assert_eq!(o.requeue_at, Some(at(60 * MIN)));
+        let o = p.at(Some("it-outage"), &care(500), at(60 * MIN));
+        assert_eq!(reasons(&o), vec!["EscalationStep"]);
+        assert_eq!(o.requeue_at, None);
+        let notified: Vec<(&str, Timestamp)> = p
+            .current()
+            .escalations
+            .iter()
+            .map(|e| (e.notify.as_str(), e.notified_at.0))
+            .collect();
+        assert_eq!(
+            notified,
+            vec![
+                ("crisis-cell", t0()),
+                ("management", at(15 * MIN)),
+                ("board", at(60 * MIN))
+            ]
+        );
+    }
+
+    #[test]
+    fn overdue_escalation_steps_are_announced_together() {
+        let mut p = Plan::new(spec());
+        p.at(Some("it-outage"), &care(10), t0());
+        let mut input = p.status.clone();
+        input.declaration = Some(declaration("it-outage"));
+        input.current.as_mut().unwrap().escalations.clear();
+        let o = checked(&p.spec, &input, &care(10), at(20 * MIN));
+        assert_eq!(
+            reasons(&o),
+            vec!["EscalationStep", "EscalationStep", "BudgetExceeded"]
+        );
+    }
+
+    #[test]
+    fn invalid_durations_freeze_scaling() {
+        let mut s = spec();
+        s.time_budget = "five minutes".into();
+        let mut p = Plan::new(s);
+        let o = p.at(Some("it-outage"), &care(10), t0());
+        let message = "spec.timeBudget: \"five minutes\" is not a duration (e.g. 90s, 5m, 1h30m)";
+        assert_eq!(
+            o.events,
+            vec![PlanEvent::Invalid {
+                reason: "InvalidDuration",
+                message: message.into()
+            }]
+        );
+        assert_eq!(
+            p.condition(CONDITION_VALID),
+            ("False", "InvalidDuration", message)
+        );
+        assert_eq!(p.phase(), Phase::Standby);
+        assert_eq!(p.targets(), vec![None]);
+        assert_eq!(o.requeue_at, None);
+        p.spec.time_budget = "5m".into();
+        let o = p.at(Some("it-outage"), &care(10), at(MIN));
+        assert_eq!(reasons(&o), vec!["CrisisDeclared", "EscalationStep"]);
+    }
+
+    #[test]
+    fn invalid_every_holds_the_exit_step() {
+        let mut p = active();
+        p.at(None, &care(500), at(30 * MIN));
+        p.at(None, &care(500), at(35 * MIN));
+        p.spec.exit = Some(Exit {
+            step_down: Some(StepDown {
+                percent: 25,
+                every: "5 min".into(),
+            }),
+        });
+        let o = p.at(None, &care(500), at(60 * MIN));
+        assert_eq!(reasons(&o), vec!["InvalidDuration"]);
+        assert_eq!(p.phase(), Phase::Exiting);
+        assert_eq!(p.targets(), vec![Some(375)]);
+    }
+
+    #[test]
+    fn invalid_escalation_after_only_skips_that_step() {
+        let mut s = spec();
+        s.scenarios[0].escalation[0].after = "soon".into();
+        let mut p = Plan::new(s);
+        let o = p.at(Some("it-outage"), &care(10), t0());
+        assert_eq!(reasons(&o), vec!["InvalidDuration", "CrisisDeclared"]);
+        assert!(
+            o.events[0]
+                .message()
+                .starts_with("spec.scenarios[0].escalation[0].after: \"soon\"")
+        );
+        assert_eq!(p.phase(), Phase::Surging);
+    }
+
+    #[test]
+    fn several_problems_are_all_listed() {
+        let mut s = spec_with(&["care", "ghost"]);
+        s.time_budget = "x".into();
+        let mut p = Plan::new(s);
+        let o = p.at(Some("nope"), &care(10), t0());
+        assert_eq!(
+            reasons(&o),
+            vec!["InvalidDuration", "UnknownScenario", "HotlineNotFound"]
+        );
+        let (_, reason, message) = p.condition(CONDITION_VALID);
+        assert_eq!(reason, "InvalidDuration");
+        assert_eq!(message.split("; ").count(), 3);
+        // One fixed: the others are not announced again.
+        p.spec.time_budget = "5m".into();
+        let o = p.at(Some("nope"), &care(10), at(MIN));
+        assert_eq!(o.events, vec![]);
+        assert_eq!(p.condition(CONDITION_VALID).1, "UnknownScenario");
+    }
+
+    #[test]
+    fn inconsistent_input_is_repaired() {
+        // Surging without a record (hand-edited status): treated as Standby.
+        let input = CrisisPlanStatus {
+            phase: Some(Phase::Surging),
+            declaration: Some(declaration("it-outage")),
+            ..CrisisPlanStatus::default()
+        };
+        let o = reconcile(&spec(), None, &input, &care(10), t0());
+        assert_eq!(o.status.phase, Some(Phase::Surging));
+        assert_eq!(o.status.current.unwrap().declared_at, Time(t0()));
+        assert_eq!(
+            o.events.iter().map(PlanEvent::reason).collect::<Vec<_>>(),
+            vec!["CrisisDeclared", "EscalationStep"]
+        );
+    }
+
+    #[test]
+    fn set_condition_keeps_the_transition_time_unless_status_flips() {
+        let mut c = vec![];
+        assert!(set_condition(
+            &mut c,
+            "Ready",
+            true,
+            "A",
+            "a",
+            Some(1),
+            at_ms(1_500)
+        ));
+        assert_eq!(c[0].last_transition_time, Time(at(1)));
+        assert!(!set_condition(
+            &mut c,
+            "Ready",
+            true,
+            "B",
+            "b",
+            Some(2),
+            at(60)
+        ));
+        assert_eq!(c[0].last_transition_time, Time(at(1)));
+        assert_eq!((c[0].reason.as_str(), c[0].message.as_str()), ("B", "b"));
+        assert_eq!(c[0].observed_generation, Some(2));
+        assert!(set_condition(
+            &mut c,
+            "Ready",
+            false,
+            "C",
+            "c",
+            Some(2),
+            at(120)
+        ));
+        assert_eq!(c[0].last_transition_time, Time(at(120)));
+        assert_eq!(c[0].status, "False");
+        set_condition(&mut c, "Other", false, "D", "", None, at(130));
+        assert_eq!(c.len(), 2);
+    }
+
+    #[test]
+    fn event_reasons_and_types() {
+        let d = Duration::from_secs(1);
+        let cases = [
+            (
+                PlanEvent::Declared {
+                    scenario: "s".into(),
+                    declared_by: None,
+                    reason: None,
+                    incident_ref: None,
+                    drill: true,
+                },
+                "CrisisDeclared",
+                false,
+            ),
+            (
+                PlanEvent::Retargeted {
+                    from: "a".into(),
+                    to: "b".into(),
+                },
+                "ScenarioChanged",
+                false,
+            ),
+            (
+                PlanEvent::SurgeReady {
+                    scenario: "s".into(),
+                    time_to_surge: d,
+                    budget: d,
+                    met: true,
+                },
+                "SurgeReady",
+                false,
+            ),
+            (
+                PlanEvent::BudgetExceeded {
+                    scenario: "s".into(),
+                    budget: d,
+                    short: vec![],
+                },
+                "BudgetExceeded",
+                true,
+            ),
+            (
+                PlanEvent::EscalationStep {
+                    after: "0m".into(),
+                    notify: "x".into(),
+                },
+                "EscalationStep",
+                false,
+            ),
+            (
+                PlanEvent::ExitStarted {
+                    scenario: "s".into(),
+                },
+                "ExitStarted",
+                false,
+            ),
+            (PlanEvent::StepDown { step: 1, steps: 2 }, "StepDown", false),
+            (
+                PlanEvent::BackToStandby {
+                    scenario: "s".into(),
+                    duration: d,
+                },
+                "BackToStandby",
+                false,
+            ),
+            (
+                PlanEvent::Invalid {
+                    reason: "HotlineNotFound",
+                    message: "m".into(),
+                },
+                "HotlineNotFound",
+                true,
+            ),
+            (
+                PlanEvent::Degraded {
+                    reason: "SurgeExceedsCapacity",
+                    message: "m".into(),
+                },
+                "SurgeExceedsCapacity",
+                true,
+            ),
+        ];
+        for (event, reason, warning) in cases {
+            assert_eq!(event.reason(), reason);
+            assert_eq!(event.is_warning(), warning, "{reason}");
+            assert!(!event.message().is_empty());
+        }
+        assert_eq!(
+            PlanEvent::Declared {
+                scenario: "s".into(),
+                declared_by: None,
+                reason: None,
+                incident_ref: None,
+                drill: true,
+            }
+            .message(),
+            "drill declared: scenario \"s\""
+        );
+    }
+
+    #[test]
+    fn go_durations() {
+        let ms = Duration::from_millis;
+        assert_eq!(go_duration(ms(0)), "0s");
+        assert_eq!(go_duration(ms(250)), "250ms");
+        assert_eq!(go_duration(ms(42_300)), "42.3s");
+        assert_eq!(go_duration(ms(1_005)), "1.005s");
+        assert_eq!(go_duration(ms(300_000)), "5m0s");
+        assert_eq!(go_duration(ms(5_400_000)), "1h30m0s");
+        assert_eq!(go_duration(ms(3_600_000 + 1_500)), "1h0m1.5s");
+
+        let p = |s| parse_go_duration(s).map(|d| d.as_millis());
+        assert_eq!(p("0"), Some(0));
+        assert_eq!(p("0m"), Some(0));
+        assert_eq!(p("90s"), Some(90_000));
+        assert_eq!(p("5m"), Some(300_000));
+        assert_eq!(p("1h30m"), Some(5_400_000));
+        assert_eq!(p("250ms"), Some(250));
+        assert_eq!(p("1m30s250ms"), Some(90_250));
+        for bad in [
+            "",
+            "5",
+            "m",
+            "5 m",
+            "1.5h",
+            "-5m",
+            "5d",
+            "5mm",
+            "99999999999999999999h",
+        ] {
+            assert_eq!(p(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn step_arithmetic() {
+        assert_eq!(steps(25), 4);
+        assert_eq!(steps(30), 4);
+        assert_eq!(steps(100), 1);
+        assert_eq!(steps(1), 100);
+        assert_eq!(stepped(500, 0, 25), 500);
+        assert_eq!(stepped(500, 1, 25), 375);
+        assert_eq!(stepped(7, 1, 50), 4);
+        assert_eq!(stepped(500, 9, 25), 0);
+        assert_eq!(stepped(i32::MAX, 1, 1), 2_126_008_811);
+        assert_eq!(parse_step("... stepping down: step 3 of 4"), Some(3));
+        assert_eq!(parse_step("no crisis declared"), None);
+        assert_eq!(to_second(at_ms(-1)), at(-1));
+        assert_eq!(to_second(at_ms(1_999)), at(1));
+    }
+}
