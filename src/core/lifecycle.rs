@@ -1390,6 +1390,10 @@ mod tests {
         now: Timestamp,
     ) -> Outcome {
         let (out, path) = reconcile_traced(spec, Some(7), input, obs, now);
+        assert_eq!(
+            path.first().copied(),
+            Some(input.phase.unwrap_or(Phase::Standby))
+        );
         assert_eq!(path.last().copied(), out.status.phase);
         for w in path.windows(2) {
             assert!(allowed_transition(w[0], w[1]), "{path:?}");
@@ -2437,5 +2441,201 @@ mod tests {
         assert_eq!(parse_step("no crisis declared"), None);
         assert_eq!(to_second(at_ms(-1)), at(-1));
         assert_eq!(to_second(at_ms(1_999)), at(1));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::collection::vec;
+        use proptest::option;
+        use proptest::prelude::*;
+        use proptest::sample::select;
+
+        fn arb_duration(good: &'static [&'static str]) -> impl Strategy<Value = String> {
+            prop_oneof![
+                19 => select(good).prop_map(String::from),
+                1 => Just("bad".to_owned()),
+            ]
+        }
+
+        fn arb_surge() -> impl Strategy<Value = Surge> {
+            prop_oneof![
+                (0..3000i32).prop_map(calls),
+                (1..20i32).prop_map(|f| Surge {
+                    calls: None,
+                    factor: Some(f)
+                }),
+            ]
+        }
+
+        type Parts = (Surge, Vec<(&'static str, &'static str)>);
+
+        fn arb_scenario() -> impl Strategy<Value = Parts> {
+            let step = (
+                select(&["0m", "1m", "15m", "1h"][..]),
+                select(&["a", "b"][..]),
+            );
+            (arb_surge(), vec(step, 0..=3))
+        }
+
+        fn arb_spec() -> impl Strategy<Value = CrisisPlanSpec> {
+            (
+                1..=3usize,
+                arb_duration(&["0s", "30s", "5m", "1h"]),
+                vec(arb_scenario(), 1..=3),
+                option::of((1..=100i32, arb_duration(&["0s", "1m", "5m"]))),
+            )
+                .prop_map(|(n, budget, scenarios, exit)| CrisisPlanSpec {
+                    hotlines: (0..n)
+                        .map(|i| HotlineRef {
+                            name: format!("h{i}"),
+                        })
+                        .collect(),
+                    time_budget: budget,
+                    scenarios: scenarios
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, (surge, steps))| scenario(&format!("s{i}"), surge, &steps))
+                        .collect(),
+                    exit: exit.map(|(percent, every)| Exit {
+                        step_down: Some(StepDown { percent, every }),
+                    }),
+                    drills: None,
+                })
+        }
+
+        fn arb_observed() -> impl Strategy<Value = Observed> {
+            let one = (
+                prop::bool::weighted(0.9),
+                0..200i32,
+                0..400i32,
+                0..4000i32,
+                option::of(0..4000i32),
+            )
+                .prop_map(|(exists, base, standby, ready, max)| HotlineObservation {
+                    exists,
+                    base_standby_calls: base,
+                    standby_now: standby,
+                    ready_calls: ready,
+                    max_calls: max,
+                    limiting_components: max.map(|_| "gateway".to_owned()).into_iter().collect(),
+                });
+            vec(one, 3).prop_map(|v| Observed {
+                hotlines: v
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, o)| (format!("h{i}"), o))
+                    .collect(),
+            })
+        }
+
+        /// One call: which declaration (0-1: none, 2-3: a scenario, 4: an
+        /// unknown one), time advance, new observations, and where to probe
+        /// between now and the requeue instant.
+        type Step = (u8, i64, Option<Observed>, u16);
+
+        fn arb_step() -> impl Strategy<Value = Step> {
+            (
+                0u8..5,
+                prop_oneof![Just(0i64), 0..120_000i64, 0..7_200_000i64],
+                option::weighted(0.4, arb_observed()),
+                any::<u16>(),
+            )
+        }
+
+        /// Published targets stay between the standby in force and the
+        /// surge (or the standby, if larger); none in Standby; exactly the
+        /// surge while Surging/Active.
+        fn check_targets(spec: &CrisisPlanSpec, status: &CrisisPlanStatus, obs: &Observed) {
+            let phase = status.phase.unwrap();
+            let scenario = status
+                .current
+                .as_ref()
+                .and_then(|c| spec.scenarios.iter().find(|s| s.name == c.scenario));
+            assert_eq!(status.hotlines.len(), spec.hotlines.len());
+            for t in &status.hotlines {
+                let o = obs.hotlines.get(&t.name).filter(|o| o.exists);
+                let Some(target) = t.target_calls else {
+                    assert!(phase == Phase::Standby || o.is_none(), "{phase:?} {t:?}");
+                    continue;
+                };
+                assert_ne!(phase, Phase::Standby);
+                let o = o.expect("target for a missing hotline");
+                let standby = o.standby_now.max(0);
+                let surge = surge_calls(scenario.expect("scenario"), o);
+                assert!(target >= standby, "{target} < standby {standby}");
+                assert!(target <= surge.max(standby), "{target} > surge {surge}");
+                if matches!(phase, Phase::Surging | Phase::Active) {
+                    assert_eq!(target, surge.max(standby));
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+            #[test]
+            fn lifecycle_properties(
+                spec in arb_spec(),
+                first in arb_observed(),
+                steps in vec(arb_step(), 1..30),
+                start_ms in 0i64..1_000_000_000_000,
+            ) {
+                let valid_spec = parse_go_duration(&spec.time_budget).is_some()
+                    && spec
+                        .exit
+                        .as_ref()
+                        .and_then(|e| e.step_down.as_ref())
+                        .is_none_or(|s| parse_go_duration(&s.every).is_some());
+                let mut now = at_ms(start_ms);
+                let mut obs = first;
+                let mut status = CrisisPlanStatus::default();
+                for (declared, advance_ms, new_obs, probe) in steps {
+                    now += SignedDuration::from_millis(advance_ms);
+                    if let Some(o) = new_obs {
+                        obs = o;
+                    }
+                    let scenario = match declared {
+                        0 | 1 => None,
+                        2 | 3 => Some(
+                            spec.scenarios[usize::from(advance_ms as u8) % spec.scenarios.len()]
+                                .name
+                                .clone(),
+                        ),
+                        _ => Some("unknown".to_owned()),
+                    };
+                    let unknown = scenario.as_deref() == Some("unknown");
+                    let input = CrisisPlanStatus {
+                        declaration: scenario.map(|scenario| Declaration {
+                            scenario,
+                            ..Declaration::default()
+                        }),
+                        ..status.clone()
+                    };
+                    // No panic, allowed edges, no declaration, idempotence.
+                    let out = checked(&spec, &input, &obs, now);
+                    prop_assert!(out.status.phase.is_some());
+                    if valid_spec && !unknown {
+                        check_targets(&spec, &out.status, &obs);
+                    }
+                    prop_assert!(out.status.history.len() <= HISTORY_LIMIT);
+
+                    // Nothing changes by time alone before requeue_at.
+                    let horizon = out
+                        .requeue_at
+                        .map_or(3 * 3600 * 1_000_000_000, |r| r.duration_since(now).as_nanos() - 1);
+                    let offset = horizon * i128::from(probe) / 65_536;
+                    let later = now + SignedDuration::from_nanos(i64::try_from(offset).unwrap());
+                    let quiet_in = CrisisPlanStatus {
+                        declaration: input.declaration.clone(),
+                        ..out.status.clone()
+                    };
+                    let quiet = reconcile(&spec, Some(7), &quiet_in, &obs, later);
+                    prop_assert_eq!(quiet.events, vec![], "at {} (requeue {:?})", later, out.requeue_at);
+                    prop_assert_eq!(&quiet.status, &out.status);
+
+                    status = out.status;
+                }
+            }
+        }
     }
 }
