@@ -2482,7 +2482,10 @@ mod tests {
                 1..=3usize,
                 arb_duration(&["0s", "30s", "5m", "1h"]),
                 vec(arb_scenario(), 1..=3),
-                option::of((1..=100i32, arb_duration(&["0s", "1m", "5m"]))),
+                option::of((
+                    prop_oneof![select(&[25, 50, 100][..]), 1..=100i32],
+                    arb_duration(&["0s", "1m", "5m"]),
+                )),
             )
                 .prop_map(|(n, budget, scenarios, exit)| CrisisPlanSpec {
                     hotlines: (0..n)
