@@ -1,0 +1,341 @@
+//! Validation the schema cannot express. Each problem becomes part of a
+//! `Valid=False` condition (first problem's reason) and a Warning Event; the
+//! object is not acted upon until it is fixed.
+
+use std::collections::BTreeSet;
+
+use super::Problem;
+use super::duration::parse_duration;
+use super::schedule::parse_clock;
+use crate::api::{CrisisPlanSpec, HotlineSpec};
+
+pub const UNKNOWN_TIME_ZONE: &str = "UnknownTimeZone";
+pub const INVALID_SCHEDULE: &str = "InvalidSchedule";
+pub const DUPLICATE_NAME: &str = "DuplicateName";
+pub const INVALID_TEMPLATE: &str = "InvalidTemplate";
+pub const INVALID_DURATION: &str = "InvalidDuration";
+pub const INVALID_DRILL_SCHEDULE: &str = "InvalidDrillSchedule";
+pub const UNKNOWN_SCENARIO: &str = "UnknownScenario";
+
+fn duplicates<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut seen = BTreeSet::new();
+    names.into_iter().filter(|n| !seen.insert(*n)).collect()
+}
+
+/// Problems of a Hotline spec.
+pub fn validate_hotline(spec: &HotlineSpec) -> Vec<Problem> {
+    let mut out = Vec::new();
+    if let Some(s) = spec.standby.schedule.as_ref() {
+        if jiff::tz::TimeZone::get(&s.time_zone).is_err() {
+            out.push(Problem::new(
+                UNKNOWN_TIME_ZONE,
+                format!(
+                    "spec.standby.schedule.timeZone: unknown IANA time zone {:?}",
+                    s.time_zone
+                ),
+            ));
+        }
+        for (i, w) in s.windows.iter().enumerate() {
+            for (field, v) in [("start", &w.start), ("end", &w.end)] {
+                if let Err(e) = parse_clock(v) {
+                    out.push(Problem::new(
+                        INVALID_SCHEDULE,
+                        format!("spec.standby.schedule.windows[{i}].{field}: {e}"),
+                    ));
+                }
+            }
+        }
+    }
+    for d in duplicates(spec.components.iter().map(|c| c.name.as_str())) {
+        out.push(Problem::new(
+            DUPLICATE_NAME,
+            format!("spec.components: duplicate component name {d:?}"),
+        ));
+    }
+    for (i, c) in spec.components.iter().enumerate() {
+        if let Some(t) = c.template.as_ref()
+            && t.spec.as_ref().is_none_or(|p| p.containers.is_empty())
+        {
+            out.push(Problem::new(
+                INVALID_TEMPLATE,
+                format!("spec.components[{i}].template.spec.containers: at least one container"),
+            ));
+        }
+    }
+    out
+}
+
+fn cron_field(field: &str, min: u32, max: u32, names: &[&str]) -> bool {
+    let value = |v: &str| -> Option<u32> {
+        if let Ok(n) = v.parse::<u32>() {
+            return (min..=max).contains(&n).then_some(n);
+        }
+        names
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(v))
+            .and_then(|p| u32::try_from(p).ok())
+            .map(|p| p + min)
+    };
+    field.split(',').all(|part| {
+        let (range, step) = match part.split_once('/') {
+            Some((r, s)) => (r, Some(s)),
+            None => (part, None),
+        };
+        if let Some(s) = step
+            && s.parse::<u32>().map_or(true, |n| n == 0 || n > max)
+        {
+            return false;
+        }
+        if range == "*" {
+            return true;
+        }
+        match range.split_once('-') {
+            Some((a, b)) => matches!((value(a), value(b)), (Some(a), Some(b)) if a <= b),
+            None => value(range).is_some(),
+        }
+    }) && !field.is_empty()
+}
+
+/// Whether a five-field cron expression is valid (ranges, lists, steps,
+/// month and weekday names).
+pub fn valid_cron(expr: &str) -> bool {
+    const MONTHS: [&str; 12] = [
+        "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+    ];
+    const DAYS: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
+    let f: Vec<&str> = expr.split_whitespace().collect();
+    f.len() == 5
+        && cron_field(f[0], 0, 59, &[])
+        && cron_field(f[1], 0, 23, &[])
+        && cron_field(f[2], 1, 31, &[])
+        && cron_field(f[3], 1, 12, &MONTHS)
+        && cron_field(f[4], 0, 7, &DAYS)
+}
+
+/// Problems of a CrisisPlan spec.
+pub fn validate_plan(spec: &CrisisPlanSpec) -> Vec<Problem> {
+    let mut out = Vec::new();
+    match parse_duration(&spec.time_budget) {
+        Ok(d) if d.is_zero() => out.push(Problem::new(
+            INVALID_DURATION,
+            "spec.timeBudget: must be more than 0s",
+        )),
+        Ok(_) => {}
+        Err(e) => out.push(Problem::new(
+            INVALID_DURATION,
+            format!("spec.timeBudget: {e}"),
+        )),
+    }
+    for (i, s) in spec.scenarios.iter().enumerate() {
+        for (j, e) in s.escalation.iter().enumerate() {
+            if let Err(err) = parse_duration(&e.after) {
+                out.push(Problem::new(
+                    INVALID_DURATION,
+                    format!("spec.scenarios[{i}].escalation[{j}].after: {err}"),
+                ));
+            }
+        }
+    }
+    if let Some(sd) = spec.exit.as_ref().and_then(|e| e.step_down.as_ref()) {
+        match parse_duration(&sd.every) {
+            Ok(d) if d.is_zero() => out.push(Problem::new(
+                INVALID_DURATION,
+                "spec.exit.stepDown.every: must be more than 0s",
+            )),
+            Ok(_) => {}
+            Err(e) => out.push(Problem::new(
+                INVALID_DURATION,
+                format!("spec.exit.stepDown.every: {e}"),
+            )),
+        }
+    }
+    if let Some(d) = spec.drills.as_ref() {
+        if !valid_cron(&d.schedule) {
+            out.push(Problem::new(
+                INVALID_DRILL_SCHEDULE,
+                format!(
+                    "spec.drills.schedule: {:?} is not a valid five-field cron expression",
+                    d.schedule
+                ),
+            ));
+        }
+        if let Err(e) = parse_duration(&d.duration) {
+            out.push(Problem::new(
+                INVALID_DURATION,
+                format!("spec.drills.duration: {e}"),
+            ));
+        }
+        if let Some(p) = declaration_problem(spec, &d.scenario) {
+            out.push(Problem::new(
+                UNKNOWN_SCENARIO,
+                p.message
+                    .replace("status.declaration.scenario", "spec.drills.scenario"),
+            ));
+        }
+    }
+    for d in duplicates(spec.scenarios.iter().map(|s| s.name.as_str())) {
+        out.push(Problem::new(
+            DUPLICATE_NAME,
+            format!("spec.scenarios: duplicate scenario name {d:?}"),
+        ));
+    }
+    for d in duplicates(spec.hotlines.iter().map(|h| h.name.as_str())) {
+        out.push(Problem::new(
+            DUPLICATE_NAME,
+            format!("spec.hotlines: duplicate hotline {d:?}"),
+        ));
+    }
+    out
+}
+
+/// The problem with declaring `scenario` on a plan, if any.
+pub fn declaration_problem(spec: &CrisisPlanSpec, scenario: &str) -> Option<Problem> {
+    if spec.scenarios.iter().any(|s| s.name == scenario) {
+        return None;
+    }
+    let known = spec
+        .scenarios
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(Problem::new(
+        UNKNOWN_SCENARIO,
+        format!(
+            "status.declaration.scenario: {scenario:?} is not a scenario of this plan (known: {known})"
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{CrisisPlan, Hotline};
+
+    fn hotline() -> HotlineSpec {
+        serde_yaml::from_str::<Hotline>(include_str!("../../deploy/examples/hotline.yaml"))
+            .expect("example")
+            .spec
+    }
+
+    fn plan() -> CrisisPlanSpec {
+        serde_yaml::from_str::<CrisisPlan>(include_str!("../../deploy/examples/crisisplan.yaml"))
+            .expect("example")
+            .spec
+    }
+
+    fn reasons(p: &[Problem]) -> Vec<&'static str> {
+        p.iter().map(|p| p.reason).collect()
+    }
+
+    #[test]
+    fn examples_are_valid() {
+        assert_eq!(validate_hotline(&hotline()), vec![]);
+        assert_eq!(validate_plan(&plan()), vec![]);
+    }
+
+    #[test]
+    fn hotline_problems_name_the_field() {
+        let mut h = hotline();
+        if let Some(s) = h.standby.schedule.as_mut() {
+            s.time_zone = "Mars/Olympus".into();
+            s.windows[0].start = "8h".into();
+        }
+        h.components[1].name = "gateway".into();
+        if let Some(t) = h.components[0].template.as_mut()
+            && let Some(p) = t.spec.as_mut()
+        {
+            p.containers.clear();
+        }
+        let p = validate_hotline(&h);
+        assert_eq!(
+            reasons(&p),
+            vec![
+                UNKNOWN_TIME_ZONE,
+                INVALID_SCHEDULE,
+                DUPLICATE_NAME,
+                INVALID_TEMPLATE
+            ]
+        );
+        assert!(
+            p[0].message.starts_with("spec.standby.schedule.timeZone"),
+            "{}",
+            p[0]
+        );
+        assert!(
+            p[1].message
+                .starts_with("spec.standby.schedule.windows[0].start"),
+            "{}",
+            p[1]
+        );
+        assert!(
+            p[3].message
+                .starts_with("spec.components[0].template.spec.containers"),
+            "{}",
+            p[3]
+        );
+    }
+
+    #[test]
+    fn plan_problems_name_the_field() {
+        let mut s = plan();
+        s.time_budget = "0s".into();
+        s.scenarios[0].escalation[0].after = "soon".into();
+        if let Some(d) = s.drills.as_mut() {
+            d.schedule = "61 * * * *".into();
+            d.scenario = "earthquake".into();
+        }
+        let p = validate_plan(&s);
+        assert_eq!(
+            reasons(&p),
+            vec![
+                INVALID_DURATION,
+                INVALID_DURATION,
+                INVALID_DRILL_SCHEDULE,
+                UNKNOWN_SCENARIO
+            ]
+        );
+        assert!(
+            p[1].message
+                .starts_with("spec.scenarios[0].escalation[0].after"),
+            "{}",
+            p[1]
+        );
+        assert!(p[3].message.starts_with("spec.drills.scenario"), "{}", p[3]);
+    }
+
+    #[test]
+    fn unknown_declaration_lists_the_known_scenarios() {
+        let p = declaration_problem(&plan(), "earthquake").expect("problem");
+        assert_eq!(p.reason, UNKNOWN_SCENARIO);
+        assert!(
+            p.message.contains("\"earthquake\"") && p.message.contains("it-outage, strike"),
+            "{p}"
+        );
+        assert!(declaration_problem(&plan(), "strike").is_none());
+    }
+
+    #[test]
+    fn cron_expressions() {
+        for ok in [
+            "0 10 1 3,9 *",
+            "*/15 8-18 * * MON-FRI",
+            "0 0 * * 7",
+            "30 2 1-7 JAN,jul 0",
+        ] {
+            assert!(valid_cron(ok), "{ok}");
+        }
+        for bad in [
+            "0 10 1 3,9",
+            "60 * * * *",
+            "* 24 * * *",
+            "* * 0 * *",
+            "* * * 13 *",
+            "*/0 * * * *",
+            "* * * * FOO",
+            "5-1 * * * *",
+        ] {
+            assert!(!valid_cron(bad), "{bad}");
+        }
+    }
+}
