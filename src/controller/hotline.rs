@@ -1,0 +1,910 @@
+//! Hotline controller: turns max(standby now, targets the active CrisisPlans
+//! publish) into replicas per component, applies the managed Deployments,
+//! Services and the announcement ConfigMap with server-side apply, scales
+//! referenced workloads through `/scale`, and reports ready capacity.
+//!
+//! Triggers: the Hotline itself, every Deployment it owns or references
+//! (drift is undone on the next event), every CrisisPlan that names it, and a
+//! requeue at the next standby schedule change. No polling.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::runtime::Controller;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::{debug, info, instrument, warn};
+
+use super::{COMPONENT_LABEL, Context, Error, HOTLINE_LABEL, KubeContext, MANAGER};
+use crate::api::{
+    ActivePlan, AnnouncementStatus, Component, ComponentStatus, CrisisPlan, Hotline, HotlineMode,
+    HotlineStatus, Phase, WorkloadRef,
+};
+use crate::core::lifecycle::set_condition;
+use crate::core::{capacity, schedule, validate};
+
+const CONTROLLER: &str = "hotline";
+/// Annotation holding a hash of what the operator last applied to a managed
+/// Deployment, so an unchanged Deployment is not re-applied on every event.
+pub const APPLIED_HASH_ANNOTATION: &str = "crisis.hotline.dev/applied-hash";
+/// Where managed pods find the announcement.
+pub const ANNOUNCEMENT_MOUNT_PATH: &str = "/etc/hotline/announcement";
+const ANNOUNCEMENT_VOLUME: &str = "hotline-announcement";
+
+/// Name of a managed component's Deployment and Service.
+pub fn child_name(hotline: &str, component: &str) -> String {
+    format!("{hotline}-{component}")
+}
+
+/// Name of a hotline's announcement ConfigMap.
+pub fn announcement_config_map(hotline: &str) -> String {
+    format!("{hotline}-announcement")
+}
+
+/// The targets CrisisPlans publish for `hotline` (namespace `ns`): plans in a
+/// crisis phase that still list the hotline in their spec and publish a
+/// target for it.
+pub fn published_targets(
+    plans: &[Arc<CrisisPlan>],
+    ns: &str,
+    hotline: &str,
+) -> Vec<(ActivePlan, Phase)> {
+    let mut out = Vec::new();
+    for plan in plans {
+        if plan.namespace().as_deref() != Some(ns) {
+            continue;
+        }
+        if !plan.spec.hotlines.iter().any(|h| h.name == hotline) {
+            continue;
+        }
+        let Some(status) = plan.status.as_ref() else {
+            continue;
+        };
+        let Some(phase) = status.phase else { continue };
+        if phase == Phase::Standby {
+            continue;
+        }
+        let Some(calls) = status
+            .hotlines
+            .iter()
+            .find(|t| t.name == hotline)
+            .and_then(|t| t.target_calls)
+        else {
+            continue;
+        };
+        out.push((
+            ActivePlan {
+                plan: plan.name_any(),
+                scenario: status.current.as_ref().map(|c| c.scenario.clone()),
+                calls,
+            },
+            phase,
+        ));
+    }
+    out.sort_by(|a, b| a.0.plan.cmp(&b.0.plan));
+    out
+}
+
+/// The announcement to serve: the crisis text of the plan in Surging/Active
+/// with the largest target that has one; otherwise the hotline's own text.
+fn choose_announcement(
+    hotline: &Hotline,
+    plans: &[Arc<CrisisPlan>],
+    active: &[(ActivePlan, Phase)],
+) -> (Option<String>, String) {
+    let mut best: Option<(i32, String, String)> = None;
+    for (ap, phase) in active {
+        if !matches!(phase, Phase::Surging | Phase::Active) {
+            continue;
+        }
+        let Some(scenario) = ap.scenario.as_deref() else {
+            continue;
+        };
+        let Some(plan) = plans
+            .iter()
+            .find(|p| p.name_any() == ap.plan && p.namespace() == hotline.namespace())
+        else {
+            continue;
+        };
+        let Some(text) = plan
+            .spec
+            .scenarios
+            .iter()
+            .find(|s| s.name == scenario)
+            .and_then(|s| s.announcement.clone())
+        else {
+            continue;
+        };
+        if best.as_ref().is_none_or(|(c, _, _)| ap.calls > *c) {
+            best = Some((ap.calls, scenario.to_owned(), text));
+        }
+    }
+    match best {
+        Some((_, scenario, text)) => (Some(scenario), text),
+        None => (None, hotline.spec.announcement.clone().unwrap_or_default()),
+    }
+}
+
+/// Builds the managed Deployment of `component` (pure; unit-tested).
+pub fn build_deployment(
+    hotline: &Hotline,
+    component: &Component,
+    replicas: i32,
+) -> Result<Deployment, Error> {
+    let name = hotline.name_any();
+    let selector = BTreeMap::from([
+        (HOTLINE_LABEL.to_owned(), name.clone()),
+        (COMPONENT_LABEL.to_owned(), component.name.clone()),
+    ]);
+    let mut template = component.template.clone().unwrap_or_default();
+    let meta = template.metadata.get_or_insert_with(Default::default);
+    meta.labels
+        .get_or_insert_with(Default::default)
+        .extend(selector.clone());
+    let pod = template.spec.get_or_insert_with(Default::default);
+    pod.termination_grace_period_seconds = Some(component.drain_seconds);
+    let volumes = pod.volumes.get_or_insert_with(Vec::new);
+    volumes.retain(|v| v.name != ANNOUNCEMENT_VOLUME);
+    volumes.push(
+        serde_json::from_value(json!({
+            "name": ANNOUNCEMENT_VOLUME,
+            "configMap": {"name": announcement_config_map(&name)},
+        }))
+        .map_err(|source| Error::Serialize {
+            what: "announcement volume".into(),
+            source,
+        })?,
+    );
+    for c in &mut pod.containers {
+        let mounts = c.volume_mounts.get_or_insert_with(Vec::new);
+        mounts.retain(|m| m.name != ANNOUNCEMENT_VOLUME);
+        mounts.push(
+            serde_json::from_value(json!({
+                "name": ANNOUNCEMENT_VOLUME,
+                "mountPath": ANNOUNCEMENT_MOUNT_PATH,
+                "readOnly": true,
+            }))
+            .map_err(|source| Error::Serialize {
+                what: "announcement mount".into(),
+                source,
+            })?,
+        );
+    }
+    let owner = hotline
+        .controller_owner_ref(&())
+        .into_iter()
+        .collect::<Vec<_>>();
+    let mut d: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": child_name(&name, &component.name),
+            "namespace": hotline.namespace(),
+            "labels": selector,
+            "ownerReferences": owner,
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector},
+            "template": template,
+        },
+    }))
+    .map_err(|source| Error::Serialize {
+        what: "deployment".into(),
+        source,
+    })?;
+    let hash = spec_hash(&d)?;
+    d.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(APPLIED_HASH_ANNOTATION.to_owned(), hash);
+    Ok(d)
+}
+
+/// FNV-1a over the serialised Deployment: stable across runs and processes.
+fn spec_hash(d: &Deployment) -> Result<String, Error> {
+    let bytes = serde_json::to_vec(d).map_err(|source| Error::Serialize {
+        what: "deployment hash".into(),
+        source,
+    })?;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    Ok(format!("{h:016x}"))
+}
+
+/// Result of handling one component.
+struct ComponentOutcome {
+    status: ComponentStatus,
+    /// Set when the component could not be handled (reason, message).
+    degraded: Option<(&'static str, String)>,
+}
+
+#[instrument(skip_all, fields(namespace = %hotline.namespace().unwrap_or_default(), hotline = %hotline.name_any()))]
+pub async fn reconcile(hotline: Arc<Hotline>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_timer(CONTROLLER);
+    let res = reconcile_inner(&hotline, &ctx).await;
+    let result = if res.is_ok() { "ok" } else { "error" };
+    ctx.metrics
+        .reconciles
+        .with_label_values(&[CONTROLLER, result])
+        .inc();
+    res
+}
+
+async fn reconcile_inner(hotline: &Hotline, ctx: &Context) -> Result<Action, Error> {
+    let name = hotline.name_any();
+    let ns = hotline.namespace().ok_or_else(|| Error::MissingNamespace {
+        kind: "Hotline",
+        name: name.clone(),
+    })?;
+    if hotline.meta().deletion_timestamp.is_some() || !ctx.is_leader() {
+        return Ok(Action::await_change());
+    }
+    let now = ctx.now();
+    let generation = hotline.metadata.generation;
+    let old = hotline.status.clone().unwrap_or_default();
+    let mut status = HotlineStatus {
+        observed_generation: generation,
+        conditions: old.conditions.clone(),
+        ..Default::default()
+    };
+
+    // Validate what the schema could not: nothing is scaled on bad input.
+    let mut problems = validate::validate_hotline(&hotline.spec);
+    let standby = match schedule::standby_at(&hotline.spec.standby, now) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            problems.push(crate::core::Problem::new(
+                "InvalidSchedule",
+                format!("spec.standby.schedule: {e}"),
+            ));
+            None
+        }
+    };
+    let reference = hotline.object_ref(&());
+    if let (false, Some(p)) = (problems.is_empty(), problems.first()) {
+        let message = problems
+            .iter()
+            .map(|p| p.message.clone())
+            .collect::<Vec<_>>()
+            .join("; ");
+        set_condition(
+            &mut status.conditions,
+            "Valid",
+            false,
+            p.reason,
+            &message,
+            generation,
+            now,
+        );
+        set_condition(
+            &mut status.conditions,
+            "Ready",
+            false,
+            "Invalid",
+            "spec is invalid; nothing is scaled until it is fixed",
+            generation,
+            now,
+        );
+        status.mode = old.mode;
+        status.components = old.components.clone();
+        status.target_calls = old.target_calls;
+        status.ready_calls = old.ready_calls;
+        if super::condition_changed(&old.conditions, &status.conditions, "Valid") {
+            ctx.event(&reference, true, p.reason, "Validate", message)
+                .await;
+        }
+        write_status(ctx, &ns, &name, &old, &status).await?;
+        return Ok(Action::await_change());
+    }
+    let Some(standby) = standby else {
+        return Ok(Action::await_change());
+    };
+    set_condition(
+        &mut status.conditions,
+        "Valid",
+        true,
+        "Valid",
+        "spec is valid",
+        generation,
+        now,
+    );
+
+    // What to deliver.
+    let plans = ctx.plans.state();
+    let active = published_targets(&plans, &ns, &name);
+    let target = capacity::target_calls(standby.calls, active.iter().map(|(a, _)| a.calls));
+    let above_standby = |want: &[Phase]| {
+        active
+            .iter()
+            .any(|(a, p)| want.contains(p) && a.calls > standby.calls)
+    };
+    let mode = if above_standby(&[Phase::Surging, Phase::Active]) {
+        HotlineMode::Surge
+    } else if above_standby(&[Phase::Exiting]) {
+        HotlineMode::StepDown
+    } else {
+        HotlineMode::Standby
+    };
+    status.mode = Some(mode);
+    status.standby_calls = Some(standby.calls);
+    status.target_calls = Some(target);
+    status.active_plans = active.iter().map(|(a, _)| a.clone()).collect();
+    status.next_standby_change = standby.next_change.map(Time);
+
+    // The announcement first: pods mount it.
+    let (scenario, text) = choose_announcement(hotline, &plans, &active);
+    apply_announcement(hotline, ctx, &ns, &name, scenario.as_deref(), &text).await?;
+    status.announcement = Some(AnnouncementStatus {
+        scenario: scenario.clone(),
+        config_map: announcement_config_map(&name),
+    });
+
+    // Components.
+    let mut outcomes = Vec::with_capacity(hotline.spec.components.len());
+    for component in &hotline.spec.components {
+        let replicas = capacity::replicas_for(component, target);
+        let outcome = if component.template.is_some() {
+            apply_managed(hotline, component, replicas, ctx, &ns).await?
+        } else if let Some(r) = component.workload_ref.as_ref() {
+            scale_referenced(component, r, replicas, ctx, &ns).await?
+        } else {
+            // The schema forbids it; defensive.
+            ComponentOutcome {
+                status: ComponentStatus {
+                    name: component.name.clone(),
+                    ..Default::default()
+                },
+                degraded: Some((
+                    "InvalidComponent",
+                    format!(
+                        "component {} has neither template nor workloadRef",
+                        component.name
+                    ),
+                )),
+            }
+        };
+        ctx.metrics
+            .component_desired_replicas
+            .with_label_values(&[&ns, &name, &component.name])
+            .set(i64::from(replicas));
+        ctx.metrics
+            .component_ready_replicas
+            .with_label_values(&[&ns, &name, &component.name])
+            .set(i64::from(outcome.status.ready_replicas));
+        outcomes.push(outcome);
+    }
+    let ready = capacity::hotline_ready_calls(outcomes.iter().map(|o| o.status.ready_calls));
+    status.ready_calls = Some(ready);
+    status.components = outcomes.iter().map(|o| o.status.clone()).collect();
+
+    // Conditions.
+    let mut degraded: Vec<(&'static str, String)> =
+        outcomes.iter().filter_map(|o| o.degraded.clone()).collect();
+    let limiting = capacity::limiting_components(&hotline.spec, target);
+    if !limiting.is_empty() {
+        degraded.push((
+            "SurgeExceedsCapacity",
+            format!(
+                "target {target} calls exceeds the maxReplicas capacity of component(s) {}",
+                limiting.join(", ")
+            ),
+        ));
+    }
+    match degraded.first() {
+        Some((reason, _)) => {
+            let msg = degraded
+                .iter()
+                .map(|(_, m)| m.clone())
+                .collect::<Vec<_>>()
+                .join("; ");
+            set_condition(
+                &mut status.conditions,
+                "Degraded",
+                true,
+                reason,
+                &msg,
+                generation,
+                now,
+            );
+        }
+        None => {
+            set_condition(
+                &mut status.conditions,
+                "Degraded",
+                false,
+                "AsExpected",
+                "every component is in place",
+                generation,
+                now,
+            );
+        }
+    }
+    let all_found = outcomes.iter().all(|o| o.degraded.is_none());
+    if all_found {
+        set_condition(
+            &mut status.conditions,
+            "Ready",
+            true,
+            "ComponentsApplied",
+            "every component is applied or scaled",
+            generation,
+            now,
+        );
+    } else {
+        set_condition(
+            &mut status.conditions,
+            "Ready",
+            false,
+            "ComponentsMissing",
+            "some components could not be applied or scaled",
+            generation,
+            now,
+        );
+    }
+    if ready >= target {
+        set_condition(
+            &mut status.conditions,
+            "CapacityMet",
+            true,
+            "CapacityMet",
+            &format!("{ready} ready calls for a target of {target}"),
+            generation,
+            now,
+        );
+    } else {
+        set_condition(
+            &mut status.conditions,
+            "CapacityMet",
+            false,
+            "CapacityBelowTarget",
+            &format!("{ready} ready calls for a target of {target}"),
+            generation,
+            now,
+        );
+    }
+
+    ctx.metrics
+        .hotline_target_calls
+        .with_label_values(&[&ns, &name])
+        .set(i64::from(target));
+    ctx.metrics
+        .hotline_ready_calls
+        .with_label_values(&[&ns, &name])
+        .set(i64::from(ready));
+    ctx.metrics
+        .hotline_standby_calls
+        .with_label_values(&[&ns, &name])
+        .set(i64::from(standby.calls));
+
+    // Events on transitions only.
+    if old.mode != status.mode {
+        let plans_text = status
+            .active_plans
+            .iter()
+            .map(|a| format!("{} ({} calls)", a.plan, a.calls))
+            .collect::<Vec<_>>()
+            .join(", ");
+        ctx.event(
+            &reference,
+            false,
+            "ModeChanged",
+            "Scale",
+            format!(
+                "{:?} -> {:?}: target {target} calls (standby {}{}{})",
+                old.mode.unwrap_or(HotlineMode::Standby),
+                mode,
+                standby.calls,
+                if plans_text.is_empty() {
+                    ""
+                } else {
+                    "; plans: "
+                },
+                plans_text,
+            ),
+        )
+        .await;
+    }
+    if super::condition_changed(&old.conditions, &status.conditions, "Degraded")
+        && let Some(c) = super::find_condition(&status.conditions, "Degraded")
+        && c.status == "True"
+    {
+        ctx.event(&reference, true, &c.reason, "Scale", c.message.clone())
+            .await;
+    }
+    if super::condition_changed(&old.conditions, &status.conditions, "Valid")
+        && old.conditions.iter().any(|c| c.type_ == "Valid")
+    {
+        ctx.event(
+            &reference,
+            false,
+            "Valid",
+            "Validate",
+            "spec is valid again".into(),
+        )
+        .await;
+    }
+
+    write_status(ctx, &ns, &name, &old, &status).await?;
+
+    // Timers: the next schedule change; a missing referenced workload of a
+    // kind we do not watch is retried slowly.
+    let mut action = Action::await_change();
+    if let Some(next) = standby.next_change {
+        let wait = next.duration_since(ctx.now()).unsigned_abs();
+        action = Action::requeue(wait.max(Duration::from_millis(10)) + Duration::from_millis(5));
+    }
+    if outcomes.iter().any(|o| o.degraded.is_some()) {
+        action = Action::requeue(Duration::from_secs(60));
+    }
+    debug!(target, ready, ?mode, "reconciled");
+    Ok(action)
+}
+
+async fn write_status(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    old: &HotlineStatus,
+    new: &HotlineStatus,
+) -> Result<(), Error> {
+    if old == new {
+        return Ok(());
+    }
+    let api: Api<Hotline> = Api::namespaced(ctx.client.clone(), ns);
+    let body = json!({
+        "apiVersion": "crisis.hotline.dev/v1alpha1",
+        "kind": "Hotline",
+        "status": new,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .ctx(|| format!("writing status of Hotline {ns}/{name}"))?;
+    Ok(())
+}
+
+async fn apply_announcement(
+    hotline: &Hotline,
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    scenario: Option<&str>,
+    text: &str,
+) -> Result<(), Error> {
+    let cm_name = announcement_config_map(name);
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    let owner = hotline
+        .controller_owner_ref(&())
+        .into_iter()
+        .collect::<Vec<_>>();
+    let body = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": cm_name,
+            "labels": {HOTLINE_LABEL: name},
+            "ownerReferences": owner,
+        },
+        "data": {
+            "announcement": text,
+            "scenario": scenario.unwrap_or(""),
+        },
+    });
+    api.patch(
+        &cm_name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .ctx(|| format!("applying ConfigMap {ns}/{cm_name}"))?;
+    Ok(())
+}
+
+async fn apply_managed(
+    hotline: &Hotline,
+    component: &Component,
+    replicas: i32,
+    ctx: &Context,
+    ns: &str,
+) -> Result<ComponentOutcome, Error> {
+    let name = hotline.name_any();
+    let dname = child_name(&name, &component.name);
+    let desired = build_deployment(hotline, component, replicas)?;
+    let desired_hash = desired.annotations().get(APPLIED_HASH_ANNOTATION).cloned();
+    let cached = ctx_deployment(ctx, ns, &dname);
+    let up_to_date = cached.as_ref().is_some_and(|d| {
+        d.annotations().get(APPLIED_HASH_ANNOTATION) == desired_hash.as_ref()
+            && d.spec.as_ref().and_then(|s| s.replicas) == Some(replicas)
+    });
+    let live = if up_to_date {
+        cached
+    } else {
+        let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+        let applied = api
+            .patch(
+                &dname,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&desired),
+            )
+            .await
+            .ctx(|| format!("applying Deployment {ns}/{dname}"))?;
+        info!(deployment = %dname, replicas, "applied");
+        Some(Arc::new(applied))
+    };
+    if let Some(svc) = component.service.as_ref() {
+        let api: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
+        let owner = hotline
+            .controller_owner_ref(&())
+            .into_iter()
+            .collect::<Vec<_>>();
+        let selector = BTreeMap::from([
+            (HOTLINE_LABEL, name.as_str()),
+            (COMPONENT_LABEL, component.name.as_str()),
+        ]);
+        let ports: Vec<_> = svc.ports.iter().map(|p| json!({
+            "name": p.name,
+            "port": p.port,
+            "targetPort": p.target_port.unwrap_or(p.port),
+            "protocol": p.protocol.map(|x| serde_json::to_value(x).unwrap_or(json!("TCP"))).unwrap_or(json!("TCP")),
+        })).collect();
+        let body = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": dname, "labels": selector, "ownerReferences": owner},
+            "spec": {"selector": selector, "ports": ports},
+        });
+        api.patch(
+            &dname,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .ctx(|| format!("applying Service {ns}/{dname}"))?;
+    }
+    let ready_replicas = live
+        .as_ref()
+        .and_then(|d| d.status.as_ref())
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    Ok(ComponentOutcome {
+        status: ComponentStatus {
+            name: component.name.clone(),
+            desired_replicas: replicas,
+            ready_replicas,
+            ready_calls: capacity::component_ready_calls(component, ready_replicas),
+        },
+        degraded: None,
+    })
+}
+
+fn ctx_deployment(ctx: &Context, ns: &str, name: &str) -> Option<Arc<Deployment>> {
+    ctx.deployments.get(&ObjectRef::new(name).within(ns))
+}
+
+async fn scale_referenced(
+    component: &Component,
+    r: &WorkloadRef,
+    replicas: i32,
+    ctx: &Context,
+    ns: &str,
+) -> Result<ComponentOutcome, Error> {
+    let mut status = ComponentStatus {
+        name: component.name.clone(),
+        desired_replicas: replicas,
+        ..Default::default()
+    };
+    let not_found = |what: String| ComponentOutcome {
+        status: status.clone(),
+        degraded: Some(("WorkloadNotFound", what)),
+    };
+    let scale_body = Patch::Merge(json!({"spec": {"replicas": replicas}}));
+    let pp = PatchParams::default();
+    let is_apps = r.api_version == "apps/v1";
+    if is_apps && r.kind == "Deployment" {
+        let Some(d) = ctx_deployment(ctx, ns, &r.name) else {
+            return Ok(not_found(format!(
+                "component {}: Deployment {ns}/{} not found",
+                component.name, r.name
+            )));
+        };
+        if d.spec.as_ref().and_then(|s| s.replicas) != Some(replicas) {
+            let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+            match api.patch_scale(&r.name, &pp, &scale_body).await {
+                Ok(_) => info!(deployment = %r.name, replicas, "scaled"),
+                Err(kube::Error::Api(s)) if s.code == 404 => {
+                    return Ok(not_found(format!(
+                        "component {}: Deployment {ns}/{} not found",
+                        component.name, r.name
+                    )));
+                }
+                Err(e) => return Err(e).ctx(|| format!("scaling Deployment {ns}/{}", r.name)),
+            }
+        }
+        status.ready_replicas = d
+            .status
+            .as_ref()
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0);
+    } else {
+        let ar = match resolve(ctx, r).await {
+            Ok(ar) => ar,
+            Err(msg) => return Ok(not_found(format!("component {}: {msg}", component.name))),
+        };
+        let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &ar);
+        let obj = match api
+            .get_opt(&r.name)
+            .await
+            .ctx(|| format!("reading {} {ns}/{}", r.kind, r.name))?
+        {
+            Some(o) => o,
+            None => {
+                return Ok(not_found(format!(
+                    "component {}: {} {ns}/{} not found",
+                    component.name, r.kind, r.name
+                )));
+            }
+        };
+        let current = obj
+            .data
+            .pointer("/spec/replicas")
+            .and_then(serde_json::Value::as_i64);
+        if current != Some(i64::from(replicas)) {
+            match api.patch_scale(&r.name, &pp, &scale_body).await {
+                Ok(_) => info!(kind = %r.kind, name = %r.name, replicas, "scaled"),
+                Err(kube::Error::Api(s)) if s.code == 404 => {
+                    return Ok(not_found(format!(
+                        "component {}: {} {ns}/{} has no /scale subresource or is gone",
+                        component.name, r.kind, r.name
+                    )));
+                }
+                Err(e) => return Err(e).ctx(|| format!("scaling {} {ns}/{}", r.kind, r.name)),
+            }
+        }
+        status.ready_replicas = obj
+            .data
+            .pointer("/status/readyReplicas")
+            .and_then(serde_json::Value::as_i64)
+            .and_then(|v| i32::try_from(v).ok())
+            .unwrap_or(0);
+    }
+    status.ready_calls = capacity::component_ready_calls(component, status.ready_replicas);
+    Ok(ComponentOutcome {
+        status,
+        degraded: None,
+    })
+}
+
+/// Resolves a workloadRef's kind to its resource (plural) by discovery.
+async fn resolve(ctx: &Context, r: &WorkloadRef) -> Result<ApiResource, String> {
+    let (group, version) = match r.api_version.split_once('/') {
+        Some((g, v)) => (g.to_owned(), v.to_owned()),
+        None => (String::new(), r.api_version.clone()),
+    };
+    let gvk = GroupVersionKind::gvk(&group, &version, &r.kind);
+    kube::discovery::pinned_kind(&ctx.client, &gvk)
+        .await
+        .map(|(ar, _caps)| ar)
+        .map_err(|e| {
+            format!(
+                "{} {} is not served by the API server: {e}",
+                r.api_version, r.kind
+            )
+        })
+}
+
+/// Hotlines (in the plan's namespace) a plan names, in spec or in its
+/// published targets (so a hotline dropped from the spec is released).
+pub fn hotlines_of_plan(plan: &CrisisPlan) -> Vec<ObjectRef<Hotline>> {
+    let Some(ns) = plan.namespace() else {
+        return Vec::new();
+    };
+    let mut names: Vec<&str> = plan.spec.hotlines.iter().map(|h| h.name.as_str()).collect();
+    if let Some(s) = plan.status.as_ref() {
+        names.extend(s.hotlines.iter().map(|h| h.name.as_str()));
+    }
+    names.sort_unstable();
+    names.dedup();
+    names
+        .into_iter()
+        .map(|n| ObjectRef::new(n).within(&ns))
+        .collect()
+}
+
+/// Hotlines a Deployment belongs to: its controller owner, and every Hotline
+/// whose workloadRef names it.
+pub fn hotlines_of_workload(
+    kind: &str,
+    obj_ns: Option<String>,
+    name: &str,
+    owners: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference],
+    hotlines: &Store<Hotline>,
+) -> Vec<ObjectRef<Hotline>> {
+    let Some(ns) = obj_ns else { return Vec::new() };
+    let mut out: Vec<ObjectRef<Hotline>> = owners
+        .iter()
+        .filter(|o| o.kind == "Hotline" && o.api_version == "crisis.hotline.dev/v1alpha1")
+        .map(|o| ObjectRef::new(&o.name).within(&ns))
+        .collect();
+    for h in hotlines.state() {
+        if h.namespace().as_deref() != Some(ns.as_str()) {
+            continue;
+        }
+        if h.spec.components.iter().any(|c| {
+            c.workload_ref
+                .as_ref()
+                .is_some_and(|r| r.kind == kind && r.api_version == "apps/v1" && r.name == name)
+        }) {
+            out.push(ObjectRef::new(&h.name_any()).within(&ns));
+        }
+    }
+    out
+}
+
+pub fn error_policy(_hotline: Arc<Hotline>, err: &Error, ctx: Arc<Context>) -> Action {
+    warn!(error = %err, category = err.category(), "hotline reconcile failed");
+    ctx.metrics
+        .reconcile_errors
+        .with_label_values(&[CONTROLLER, err.category()])
+        .inc();
+    Action::requeue(err.retry_after())
+}
+
+/// Builds and runs the Hotline controller until shutdown. The streams are
+/// subscriptions to the shared watches set up by [`super::run`].
+pub async fn run(
+    ctx: Arc<Context>,
+    hotlines: impl futures::Stream<Item = Arc<Hotline>> + Send + 'static,
+    plans: impl futures::Stream<Item = Arc<CrisisPlan>> + Send + 'static,
+    deployments: impl futures::Stream<Item = Arc<Deployment>> + Send + 'static,
+    statefulsets: impl futures::Stream<Item = Arc<StatefulSet>> + Send + 'static,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    concurrency: u16,
+) {
+    let store_d = ctx.hotlines.clone();
+    let store_s = ctx.hotlines.clone();
+    Controller::for_shared_stream(hotlines, ctx.hotlines.clone())
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .watches_shared_stream(plans, |plan| hotlines_of_plan(&plan))
+        .watches_shared_stream(deployments, move |d| {
+            hotlines_of_workload(
+                "Deployment",
+                d.namespace(),
+                &d.name_any(),
+                d.owner_references(),
+                &store_d,
+            )
+        })
+        .watches_shared_stream(statefulsets, move |s| {
+            hotlines_of_workload(
+                "StatefulSet",
+                s.namespace(),
+                &s.name_any(),
+                s.owner_references(),
+                &store_s,
+            )
+        })
+        .reconcile_all_on(super::became_leader(ctx.leading.clone()))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                debug!(error = %e, "hotline controller event");
+            }
+        })
+        .await;
+}

@@ -1,0 +1,410 @@
+//! The I/O shell: one module per controller around the pure core. Each
+//! reconcile reads from reflector stores, calls `crate::core`, and writes with
+//! server-side apply under [`MANAGER`].
+
+pub mod hotline;
+pub mod plan;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::Client;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::Store;
+use tracing::warn;
+
+use futures::{StreamExt, future};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use kube::api::Api;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use tracing::info;
+
+use crate::api::{CrisisPlan, Hotline};
+
+/// Field manager of every write the operator makes.
+pub const MANAGER: &str = "hotline-operator";
+/// Prefix of the labels and annotations the operator sets.
+pub const LABEL_PREFIX: &str = "crisis.hotline.dev";
+/// Label naming the Hotline that owns a child object.
+pub const HOTLINE_LABEL: &str = "crisis.hotline.dev/hotline";
+/// Label naming the component a child object belongs to.
+pub const COMPONENT_LABEL: &str = "crisis.hotline.dev/component";
+
+/// Errors of a reconcile. The category is a stable metric label and decides
+/// the retry policy.
+#[derive(thiserror::Error, Debug)]
+pub enum Error {
+    /// A call to the Kubernetes API failed.
+    #[error("{action}: {source}")]
+    Kube {
+        action: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// An object came without a namespace (both kinds are namespaced).
+    #[error("{kind} {name} has no namespace")]
+    MissingNamespace { kind: &'static str, name: String },
+    /// Building a request body failed.
+    #[error("serialising {what}: {source}")]
+    Serialize {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl Error {
+    /// Stable category, used as a metric label.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Kube { source, .. } => match source {
+                kube::Error::Api(s) if s.code == 409 => "conflict",
+                kube::Error::Api(s) if s.code == 404 => "not_found",
+                kube::Error::Api(s) if s.code == 422 => "invalid",
+                kube::Error::Api(s) if s.code == 403 => "forbidden",
+                kube::Error::Api(_) => "api",
+                _ => "transport",
+            },
+            Error::MissingNamespace { .. } => "invalid",
+            Error::Serialize { .. } => "serialize",
+        }
+    }
+
+    /// Retry delay for this error: conflicts and transient errors retry soon;
+    /// others back off longer (the object's next change retriggers anyway).
+    pub fn retry_after(&self) -> Duration {
+        match self.category() {
+            "conflict" => Duration::from_millis(200),
+            "transport" | "api" | "not_found" => Duration::from_secs(2),
+            _ => Duration::from_secs(30),
+        }
+    }
+}
+
+/// Adds context to a `kube::Error`.
+pub(crate) trait KubeContext<T> {
+    fn ctx(self, action: impl FnOnce() -> String) -> Result<T, Error>;
+}
+
+impl<T> KubeContext<T> for Result<T, kube::Error> {
+    fn ctx(self, action: impl FnOnce() -> String) -> Result<T, Error> {
+        self.map_err(|source| Error::Kube {
+            action: action(),
+            source,
+        })
+    }
+}
+
+/// Shared by every reconcile.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    /// Every Hotline, as the Hotline watch last saw it.
+    pub hotlines: Store<Hotline>,
+    /// Every CrisisPlan, as the CrisisPlan watch last saw it.
+    pub plans: Store<CrisisPlan>,
+    /// Every Deployment (managed fields stripped).
+    pub deployments: Store<Deployment>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Added to the wall clock: lets tests and rehearsals run the operator
+    /// "at" another instant (schedule windows, deadlines). Zero in production.
+    pub clock_offset: jiff::SignedDuration,
+    /// True while this replica holds the leader Lease (always true without
+    /// leader election). Only the leader reconciles.
+    pub leading: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Context {
+    /// Whether this replica may write.
+    pub fn is_leader(&self) -> bool {
+        *self.leading.borrow()
+    }
+
+    /// The operator's notion of now.
+    pub fn now(&self) -> jiff::Timestamp {
+        jiff::Timestamp::now()
+            .checked_add(self.clock_offset)
+            .unwrap_or_else(|_| jiff::Timestamp::now())
+    }
+
+    /// Publishes an Event about `obj`; failures are logged, never fatal.
+    pub async fn event(
+        &self,
+        reference: &k8s_openapi::api::core::v1::ObjectReference,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let ev = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.to_owned(),
+            note: Some(truncate(note, 1024)),
+            action: action.to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, reference).await {
+            warn!(error = %e, reason, "publishing event failed");
+        }
+    }
+}
+
+/// The Event reporter for this process.
+pub fn reporter() -> Reporter {
+    Reporter {
+        controller: MANAGER.into(),
+        instance: std::env::var("POD_NAME").ok(),
+    }
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+/// Returns the condition of type `type_`, if any.
+pub fn find_condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// Whether `type_` changed status or reason between `old` and `new`: the
+/// moment to emit an Event.
+pub fn condition_changed(old: &[Condition], new: &[Condition], type_: &str) -> bool {
+    match (find_condition(old, type_), find_condition(new, type_)) {
+        (Some(o), Some(n)) => o.status != n.status || o.reason != n.reason,
+        (None, Some(_)) => true,
+        _ => false,
+    }
+}
+
+/// Options of the controllers.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Reconciles running at once, per controller.
+    pub concurrency: u16,
+    /// Namespace to watch; `None`: every namespace.
+    pub namespace: Option<String>,
+    /// See [`Context::clock_offset`].
+    pub clock_offset: jiff::SignedDuration,
+    /// Leader election; `None`: this replica always leads.
+    pub leader: Option<crate::leader::LeaseConfig>,
+}
+
+/// A stream that yields each time `rx` turns true (after the first value):
+/// the moment a replica becomes leader, every object is reconciled.
+pub fn became_leader(
+    rx: tokio::sync::watch::Receiver<bool>,
+) -> impl futures::Stream<Item = ()> + Send + 'static {
+    futures::stream::unfold(rx, |mut rx| async move {
+        loop {
+            rx.changed().await.ok()?;
+            if *rx.borrow() {
+                return Some(((), rx));
+            }
+        }
+    })
+}
+
+fn api_for<K>(client: &Client, ns: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Starts one shared watch of `K` feeding a store: returns the store, one
+/// subscription per consumer, and the future that drives the watch.
+fn shared_watch<K>(
+    api: Api<K>,
+    metrics: Arc<crate::metrics::Metrics>,
+    resource: &'static str,
+    strip_managed_fields: bool,
+    subscribers: usize,
+) -> (
+    Store<K>,
+    Vec<reflector::ReflectHandle<K>>,
+    impl std::future::Future<Output = ()> + Send + 'static,
+)
+where
+    K: kube::Resource
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    <K as kube::Resource>::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let (reader, writer) = reflector::store_shared::<K>(4096);
+    let subs = (0..subscribers)
+        .filter_map(|_| writer.subscribe())
+        .collect();
+    let drain = async move {
+        watcher(api, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .modify(move |o: &mut K| {
+                if strip_managed_fields {
+                    o.meta_mut().managed_fields = None;
+                }
+            })
+            .reflect_shared(writer)
+            .for_each(|ev| {
+                if let Err(e) = &ev {
+                    warn!(error = %e, resource, "watch error; restarting with backoff");
+                    metrics.watch_restarts.with_label_values(&[resource]).inc();
+                }
+                future::ready(())
+            })
+            .await;
+    };
+    (reader, subs, drain)
+}
+
+/// Runs both controllers until `shutdown` resolves; returns once they drained.
+/// `ready` is set when every watch delivered its first list.
+pub async fn run(
+    client: Client,
+    opts: Options,
+    metrics: Arc<crate::metrics::Metrics>,
+    ready: Arc<std::sync::atomic::AtomicBool>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let ns = opts.namespace.as_deref();
+    let (hotlines, mut hl_subs, hl_drain) = shared_watch(
+        api_for::<Hotline>(&client, ns),
+        metrics.clone(),
+        "hotlines",
+        true,
+        2,
+    );
+    let (plans, mut cp_subs, cp_drain) = shared_watch(
+        api_for::<CrisisPlan>(&client, ns),
+        metrics.clone(),
+        "crisisplans",
+        true,
+        2,
+    );
+    let (deployments, mut d_subs, d_drain) = shared_watch(
+        api_for::<Deployment>(&client, ns),
+        metrics.clone(),
+        "deployments",
+        true,
+        1,
+    );
+    let (_sts, mut s_subs, s_drain) = shared_watch(
+        api_for::<StatefulSet>(&client, ns),
+        metrics.clone(),
+        "statefulsets",
+        true,
+        1,
+    );
+    let (leading_tx, leading_rx) = tokio::sync::watch::channel(opts.leader.is_none());
+    let election = {
+        let client = client.clone();
+        let shutdown = shutdown.clone();
+        let metrics = metrics.clone();
+        let cfg = opts.leader.clone();
+        let mut rx = leading_rx.clone();
+        async move {
+            metrics.leader.set(i64::from(*rx.borrow()));
+            let gauge = async move {
+                while rx.changed().await.is_ok() {
+                    metrics.leader.set(i64::from(*rx.borrow()));
+                }
+            };
+            match cfg {
+                Some(cfg) => {
+                    futures::join!(crate::leader::run(client, cfg, leading_tx, shutdown), gauge);
+                }
+                None => {
+                    let _keep = leading_tx;
+                    gauge.await;
+                }
+            }
+        }
+    };
+    tokio::spawn(election);
+    let ctx = Arc::new(Context {
+        leading: leading_rx,
+        recorder: Recorder::new(client.clone(), reporter()),
+        client,
+        hotlines: hotlines.clone(),
+        plans: plans.clone(),
+        deployments: deployments.clone(),
+        metrics,
+        clock_offset: opts.clock_offset,
+    });
+    let stop = |rx: tokio::sync::watch::Receiver<bool>| async move {
+        let mut rx = rx;
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    let (Some(hl_a), Some(hl_b), Some(cp_a), Some(cp_b), Some(d), Some(s)) = (
+        hl_subs.pop(),
+        hl_subs.pop(),
+        cp_subs.pop(),
+        cp_subs.pop(),
+        d_subs.pop(),
+        s_subs.pop(),
+    ) else {
+        warn!("shared watch subscriptions unavailable");
+        return;
+    };
+    let readiness = {
+        let (h, p, d) = (hotlines.clone(), plans.clone(), deployments.clone());
+        async move {
+            let _ = futures::join!(
+                h.wait_until_ready(),
+                p.wait_until_ready(),
+                d.wait_until_ready()
+            );
+            ready.store(true, std::sync::atomic::Ordering::SeqCst);
+            info!("caches synced: every watch delivered its first list");
+        }
+    };
+    let watches = async move {
+        futures::join!(hl_drain, cp_drain, d_drain, s_drain);
+    };
+    let controllers = async {
+        futures::join!(
+            hotline::run(
+                ctx.clone(),
+                hl_a,
+                cp_a,
+                d,
+                s,
+                stop(shutdown.clone()),
+                opts.concurrency
+            ),
+            plan::run(
+                ctx.clone(),
+                cp_b,
+                hl_b,
+                stop(shutdown.clone()),
+                opts.concurrency
+            ),
+        );
+    };
+    tokio::select! {
+        _ = controllers => info!("controllers stopped"),
+        _ = watches => warn!("watches ended"),
+        _ = async { readiness.await; futures::future::pending::<()>().await } => {}
+    }
+}
