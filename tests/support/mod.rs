@@ -19,6 +19,9 @@
 //!   (`/usr/bin/kubectl` on the dev machine is an unrelated old client).
 #![allow(dead_code)]
 
+pub mod fixtures;
+pub mod operator;
+
 use std::collections::BTreeMap;
 use std::fmt::{Debug, Display};
 use std::future::Future;
