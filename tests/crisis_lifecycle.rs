@@ -327,7 +327,8 @@ async fn redeclare_during_exit_and_retarget_while_active() -> anyhow::Result<()>
         cur.declared_at, declared_at,
         "a re-target keeps the declaration time"
     );
-    assert!(cur.surge_started_at.map(|t| t.0) > Some(declared_at.0));
+    // Status times have second precision: the re-target may share the second.
+    assert!(cur.surge_started_at.map(|t| t.0) >= Some(declared_at.0));
     assert!(!events_with_reason(&ns, "ScenarioChanged").await?.is_empty());
     // Exit, then a new declaration during the exit surges again at once.
     end(&plans, "retail").await?;
@@ -582,7 +583,12 @@ async fn operator_restart_mid_surge_and_mid_step_down_resumes_from_status() -> a
     let op = Operator::start(ns.client.clone(), &ns.name).await?;
     let p = wait_phase(&plans, "retail", Phase::Standby, Duration::from_secs(15)).await?;
     eprintln!("finished step-down {:?} after restart", t0.elapsed());
-    assert_eq!(replicas(&d, "care-gateway").await?, Some(1));
+    wait_for(
+        "gateway back at standby (1 replica)",
+        Duration::from_secs(2),
+        || async { anyhow::Ok(replicas(&d, "care-gateway").await? == Some(1)) },
+    )
+    .await?;
     let s = p.status.context("status")?;
     assert_eq!(
         s.history.len(),
