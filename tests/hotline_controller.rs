@@ -460,10 +460,14 @@ async fn announcement_switches_to_the_scenario_and_back() -> anyhow::Result<()> 
         )
     })
     .await?;
-    wait_for("Hotline status names the scenario announced", CONVERGE, || async {
-        let s = hotlines.get("care").await?.status.unwrap_or_default();
-        anyhow::Ok(s.announcement.and_then(|a| a.scenario).as_deref() == Some("outage"))
-    })
+    wait_for(
+        "Hotline status names the scenario announced",
+        CONVERGE,
+        || async {
+            let s = hotlines.get("care").await?.status.unwrap_or_default();
+            anyhow::Ok(s.announcement.and_then(|a| a.scenario).as_deref() == Some("outage"))
+        },
+    )
     .await?;
     end(&plans, "retail").await?;
     wait_for("standby announcement again", CONVERGE, || async {
