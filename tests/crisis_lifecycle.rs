@@ -128,7 +128,28 @@ async fn declared_crisis_surges_within_budget_consistent_with_the_ready_delay() 
         .context("CrisisDeclared event")?;
     assert!(note.contains("tests") && note.contains("INC-1"), "{note}");
     assert!(!events_with_reason(&ns, "SurgeReady").await?.is_empty());
-    assert!(!events_with_reason(&ns, "EscalationStep").await?.is_empty());
+    // Each escalation step is its own Event naming who to notify.
+    let steps = wait_for(
+        "both escalation steps announced",
+        Duration::from_secs(10),
+        || async {
+            let notes: Vec<String> = events_with_reason(&ns, "EscalationStep")
+                .await?
+                .into_iter()
+                .filter_map(|e| e.note)
+                .collect();
+            anyhow::Ok((notes.len() >= 2).then_some(notes))
+        },
+    )
+    .await?;
+    assert!(steps.iter().any(|n| n.contains("crisis-cell")), "{steps:?}");
+    assert!(steps.iter().any(|n| n.contains("management")), "{steps:?}");
+    let p = plans.get("retail").await?;
+    let recorded = p
+        .status
+        .and_then(|s| s.current)
+        .map(|c| c.escalations.len());
+    assert_eq!(recorded, Some(2), "escalations recorded in status");
     op.stop().await?;
     ns.cleanup().await?;
     Ok(())

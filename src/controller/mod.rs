@@ -137,6 +137,7 @@ impl Context {
         action: &str,
         note: String,
     ) {
+        let note = truncate(note, 1024);
         let ev = Event {
             type_: if warning {
                 EventType::Warning
@@ -144,8 +145,12 @@ impl Context {
                 EventType::Normal
             },
             reason: reason.to_owned(),
-            note: Some(truncate(note, 1024)),
-            action: action.to_owned(),
+            note: Some(note.clone()),
+            // The recorder folds events with the same (type, reason, action,
+            // object) into one series and keeps the first note. Distinct
+            // notes (escalation steps, step-down steps, a second crisis) must
+            // stay distinct events, so the action carries a hash of the note.
+            action: format!("{action}-{:08x}", note_hash(&note)),
             secondary: None,
         };
         if let Err(e) = self.recorder.publish(&ev, reference).await {
@@ -160,6 +165,12 @@ pub fn reporter() -> Reporter {
         controller: MANAGER.into(),
         instance: std::env::var("POD_NAME").ok(),
     }
+}
+
+fn note_hash(s: &str) -> u32 {
+    s.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 fn truncate(mut s: String, max: usize) -> String {

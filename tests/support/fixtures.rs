@@ -59,7 +59,7 @@ pub fn plan(
                 "name": s,
                 "surge": {"calls": calls},
                 "announcement": format!("{s} text"),
-                "escalation": [{"after": "0s", "notify": "crisis-cell"}],
+                "escalation": [{"after": "0s", "notify": "crisis-cell"}, {"after": "1s", "notify": "management"}],
             })
         })
         .collect();
