@@ -480,3 +480,71 @@ async fn announcement_switches_to_the_scenario_and_back() -> anyhow::Result<()> 
     ns.cleanup().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn invalid_spec_is_reported_and_nothing_is_scaled_until_fixed() -> anyhow::Result<()> {
+    install_crds().await?;
+    let ns = TestNamespace::new("hl-invalid").await?;
+    let op = Operator::start(ns.client.clone(), &ns.name).await?;
+    let hotlines = ns.api::<Hotline>();
+    let d = ns.api::<Deployment>();
+    // A time zone the schema's shape check accepts but that does not exist.
+    let mut hl = fixtures::hotline("care", 10, vec![managed("gateway", 10, DELAY)])?;
+    hl.spec.standby.schedule = Some(serde_json::from_value(json!({
+        "timeZone": "Mars/Olympus",
+        "windows": [{"days": ["Mon"], "start": "08:00", "end": "20:00", "calls": 40}],
+    }))?);
+    create(&hotlines, &hl).await?;
+    let h = wait_for("Valid=False UnknownTimeZone", CONVERGE, || async {
+        let h = hotlines.get("care").await?;
+        let s = h.status.clone().unwrap_or_default();
+        anyhow::Ok(
+            (condition(&s.conditions, "Valid") == Some(("False".into(), "UnknownTimeZone".into())))
+                .then_some(h),
+        )
+    })
+    .await?;
+    let msg = h
+        .status
+        .unwrap_or_default()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Valid")
+        .map(|c| c.message)
+        .unwrap_or_default();
+    assert!(
+        msg.contains("spec.standby.schedule.timeZone") && msg.contains("Mars/Olympus"),
+        "{msg}"
+    );
+    let events = ns.api::<k8s_openapi::api::events::v1::Event>();
+    wait_for("a Warning Event UnknownTimeZone", CONVERGE, || async {
+        let list = events.list(&Default::default()).await?;
+        anyhow::Ok(list.items.iter().any(|e| {
+            e.reason.as_deref() == Some("UnknownTimeZone") && e.type_.as_deref() == Some("Warning")
+        }))
+    })
+    .await?;
+    assert!(
+        d.get_opt("care-gateway").await?.is_none(),
+        "nothing scaled on bad input"
+    );
+    // Fixing it recovers without a restart.
+    hotlines
+        .patch(
+            "care",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"standby": {"schedule": {"timeZone": "Europe/Paris"}}}})),
+        )
+        .await?;
+    wait_for("Deployment created and Valid=True", CONVERGE, || async {
+        let s = hotlines.get("care").await?.status.unwrap_or_default();
+        anyhow::Ok(
+            replicas(&d, "care-gateway").await?.is_some()
+                && condition(&s.conditions, "Valid").map(|c| c.0) == Some("True".into()),
+        )
+    })
+    .await?;
+    op.stop().await?;
+    ns.cleanup().await?;
+    Ok(())
+}
