@@ -302,6 +302,9 @@ pub struct CrisisRecord {
     /// When the plan was back to standby.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<Time>,
+    /// Step-down steps taken so far (while `Exiting`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_down_step: Option<i32>,
     /// Whether this is a rehearsal.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub drill: bool,

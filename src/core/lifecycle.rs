@@ -451,8 +451,15 @@ fn reconcile_traced(
         percent: step_down.percent.clamp(1, 100),
     };
     if m.phase == Phase::Exiting {
-        m.step = find_condition(&status.conditions, CONDITION_DECLARED)
-            .and_then(|c| parse_step(&c.message))
+        m.step = status
+            .current
+            .as_ref()
+            .and_then(|c| c.step_down_step)
+            .and_then(|k| u32::try_from(k).ok())
+            .or_else(|| {
+                find_condition(&status.conditions, CONDITION_DECLARED)
+                    .and_then(|c| parse_step(&c.message))
+            })
             .unwrap_or(0);
     }
 
@@ -772,6 +779,7 @@ impl<'a> Machine<'a> {
             budget_met: None,
             exit_started_at: None,
             ended_at: None,
+            step_down_step: None,
             drill: false,
             reason: d.reason.clone(),
             declared_by: d.declared_by.clone(),
@@ -821,6 +829,7 @@ impl<'a> Machine<'a> {
             return;
         };
         cur.exit_started_at = Some(Time(stamp));
+        cur.step_down_step = Some(0);
         let scenario = cur.scenario.clone();
         self.step = 0;
         self.goto(Phase::Exiting);
@@ -953,19 +962,23 @@ impl<'a> Machine<'a> {
             return;
         };
         let exit = cur.exit_started_at.as_ref().map_or(self.stamp, |t| t.0);
+        let scenario = cur.scenario.clone();
+        let declared_at = cur.declared_at.0;
         let n = steps(self.percent);
         let k = steps_due(exit, every, n, self.now);
         if k > self.step {
             self.events.push(PlanEvent::StepDown { step: k, steps: n });
         }
         self.step = k;
+        if let Some(cur) = self.current.as_mut() {
+            cur.step_down_step = Some(i32::try_from(k).unwrap_or(i32::MAX));
+        }
         if k < n {
             let next = every.checked_mul(i32::try_from(k + 1).unwrap_or(i32::MAX));
             self.wake_at(next.map_or(Timestamp::MAX, |d| add(exit, d)));
             return;
         }
-        let scenario = cur.scenario.clone();
-        let duration = std_duration(self.now.duration_since(cur.declared_at.0));
+        let duration = std_duration(self.now.duration_since(declared_at));
         self.end_current();
         self.goto(Phase::Standby);
         self.events
