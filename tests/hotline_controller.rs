@@ -217,8 +217,15 @@ async fn two_plans_deliver_the_larger_and_the_other_holds_when_one_ends() -> any
         || async { anyhow::Ok(replicas(&d, "care-gateway").await? == Some(10)) },
     )
     .await?;
-    let s = hotlines.get("care").await?.status.unwrap_or_default();
-    assert_eq!(s.active_plans.len(), 2, "{:?}", s.active_plans);
+    wait_for(
+        "status lists both plans, target 100",
+        Duration::from_secs(5),
+        || async {
+            let s = hotlines.get("care").await?.status.unwrap_or_default();
+            anyhow::Ok(s.active_plans.len() == 2 && s.target_calls == Some(100))
+        },
+    )
+    .await?;
     end(&plans, "big").await?;
     wait_for("big back to Standby", CONVERGE, || async {
         let p = plans.get("big").await?;
@@ -231,9 +238,18 @@ async fn two_plans_deliver_the_larger_and_the_other_holds_when_one_ends() -> any
         || async { anyhow::Ok(replicas(&d, "care-gateway").await? == Some(6)) },
     )
     .await?;
-    let s = hotlines.get("care").await?.status.unwrap_or_default();
-    assert_eq!(s.target_calls, Some(60));
+    // The status is written after the Deployment: wait for it too.
+    let s = wait_for(
+        "status: target 60, still in Surge",
+        Duration::from_secs(5),
+        || async {
+            let s = hotlines.get("care").await?.status.unwrap_or_default();
+            anyhow::Ok((s.target_calls == Some(60)).then_some(s))
+        },
+    )
+    .await?;
     assert_eq!(s.mode, Some(HotlineMode::Surge));
+    assert_eq!(s.active_plans.len(), 1, "{:?}", s.active_plans);
     op.stop().await?;
     ns.cleanup().await?;
     Ok(())
