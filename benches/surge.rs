@@ -794,13 +794,40 @@ async fn exit(runs: usize, report: &mut Report, port: u16) -> anyhow::Result<()>
         let since_exit = jiff::Timestamp::now().duration_since(exit_at);
         let exit_instant = Instant::now() - since_exit.unsigned_abs();
         wait_phase(&plans, "p", Phase::Standby, Duration::from_secs(30)).await?;
+        wait_for(
+            "last step (1 replica) observed after the surge",
+            Duration::from_secs(10),
+            || async {
+                let h = log.history("care-gateway");
+                let surge_at = h.iter().rposition(|(_, r)| *r == 10).unwrap_or(0);
+                h[surge_at..].iter().any(|(_, r)| *r == 1)
+            },
+        )
+        .await?;
+        let _ = &name;
         let h = log.history("care-gateway");
+        let rel: Vec<(f64, i32)> = h
+            .iter()
+            .map(|(t, r)| {
+                let s = if *t >= exit_instant {
+                    (*t - exit_instant).as_secs_f64()
+                } else {
+                    -(exit_instant - *t).as_secs_f64()
+                };
+                (s, *r)
+            })
+            .collect();
+        eprintln!("exit run: replicas by seconds since exitStartedAt: {rel:?}");
         // Steps 1..4 at exit + k*2s: 8, 5, 3, 1 replicas.
         for (k, want) in [(1u32, 8), (2, 5), (3, 3), (4, 1)] {
             let due = exit_instant + Duration::from_secs(u64::from(k) * 2);
-            let seen = h
+            // After the surge value (10) was last seen: status times are
+            // truncated to the second, so the standby value seen before the
+            // surge can fall after `exit_instant`.
+            let surge_at = h.iter().rposition(|(_, r)| *r == 10).unwrap_or(0);
+            let seen = h[surge_at..]
                 .iter()
-                .find(|(t, r)| *t >= exit_instant && *r == want)
+                .find(|(_, r)| *r == want)
                 .map(|(t, _)| *t)
                 .context("step observed")?;
             let late = if seen >= due {

@@ -346,45 +346,52 @@ async fn reconcile_inner(hotline: &Hotline, ctx: &Context) -> Result<Action, Err
 
     // The announcement first: pods mount it.
     let (scenario, text) = choose_announcement(hotline, &plans, &active);
-    apply_announcement(hotline, ctx, &ns, &name, scenario.as_deref(), &text).await?;
+    // The announcement and every component are applied concurrently: the
+    // reconcile costs one API round trip, not one per object.
+    let announce = apply_announcement(hotline, ctx, &ns, &name, scenario.as_deref(), &text);
+    let components =
+        futures::future::try_join_all(hotline.spec.components.iter().map(|component| {
+            let ns = ns.clone();
+            async move {
+                let replicas = capacity::replicas_for(component, target);
+                let outcome = if component.template.is_some() {
+                    apply_managed(hotline, component, replicas, ctx, &ns).await?
+                } else if let Some(r) = component.workload_ref.as_ref() {
+                    scale_referenced(component, r, replicas, ctx, &ns).await?
+                } else {
+                    // The schema forbids it; defensive.
+                    ComponentOutcome {
+                        status: ComponentStatus {
+                            name: component.name.clone(),
+                            desired_replicas: replicas,
+                            ..Default::default()
+                        },
+                        degraded: Some((
+                            "InvalidComponent",
+                            format!(
+                                "component {} has neither template nor workloadRef",
+                                component.name
+                            ),
+                        )),
+                    }
+                };
+                Ok::<_, Error>(outcome)
+            }
+        }));
+    let ((), outcomes) = futures::try_join!(announce, components)?;
     status.announcement = Some(AnnouncementStatus {
         scenario: scenario.clone(),
         config_map: announcement_config_map(&name),
     });
-
-    // Components.
-    let mut outcomes = Vec::with_capacity(hotline.spec.components.len());
-    for component in &hotline.spec.components {
-        let replicas = capacity::replicas_for(component, target);
-        let outcome = if component.template.is_some() {
-            apply_managed(hotline, component, replicas, ctx, &ns).await?
-        } else if let Some(r) = component.workload_ref.as_ref() {
-            scale_referenced(component, r, replicas, ctx, &ns).await?
-        } else {
-            // The schema forbids it; defensive.
-            ComponentOutcome {
-                status: ComponentStatus {
-                    name: component.name.clone(),
-                    ..Default::default()
-                },
-                degraded: Some((
-                    "InvalidComponent",
-                    format!(
-                        "component {} has neither template nor workloadRef",
-                        component.name
-                    ),
-                )),
-            }
-        };
+    for o in &outcomes {
         ctx.metrics
             .component_desired_replicas
-            .with_label_values(&[&ns, &name, &component.name])
-            .set(i64::from(replicas));
+            .with_label_values(&[&ns, &name, &o.status.name])
+            .set(i64::from(o.status.desired_replicas));
         ctx.metrics
             .component_ready_replicas
-            .with_label_values(&[&ns, &name, &component.name])
-            .set(i64::from(outcome.status.ready_replicas));
-        outcomes.push(outcome);
+            .with_label_values(&[&ns, &name, &o.status.name])
+            .set(i64::from(o.status.ready_replicas));
     }
     let ready = capacity::hotline_ready_calls(outcomes.iter().map(|o| o.status.ready_calls));
     status.ready_calls = Some(ready);
