@@ -532,6 +532,74 @@ async fn reaction1000(
     )?;
     report.add("footprint-idle", "operator RSS, idle", "MiB", &rss)?;
     drop(op);
+
+    // The floor for the same write: with the operator stopped, a client
+    // patches the same 2000 Deployments directly (64 requests in flight),
+    // while the control plane creates the same 2000 pods.
+    let mut floor = Vec::new();
+    for run in 0..runs.min(3) {
+        let t0 = Instant::now();
+        let patches: Vec<_> = names
+            .iter()
+            .map(|n| {
+                let d = d.clone();
+                let n = n.clone();
+                async move {
+                    d.patch_scale(&n, &pp(), &Patch::Merge(json!({"spec": {"replicas": 1}})))
+                        .await
+                }
+            })
+            .collect();
+        for r in futures::stream::iter(patches)
+            .buffer_unordered(64)
+            .collect::<Vec<_>>()
+            .await
+        {
+            r?;
+        }
+        let t = wait_all(&log, &names, 1, t0, Duration::from_secs(120)).await?;
+        floor.push(ms(t - t0));
+        eprintln!(
+            "floor run {run}: 2000 Deployments patched directly in {:.0} ms",
+            ms(t - t0)
+        );
+        let t1 = Instant::now();
+        let patches: Vec<_> = names
+            .iter()
+            .map(|n| {
+                let d = d.clone();
+                let n = n.clone();
+                async move {
+                    d.patch_scale(&n, &pp(), &Patch::Merge(json!({"spec": {"replicas": 0}})))
+                        .await
+                }
+            })
+            .collect();
+        for r in futures::stream::iter(patches)
+            .buffer_unordered(64)
+            .collect::<Vec<_>>()
+            .await
+        {
+            r?;
+        }
+        wait_all(&log, &names, 0, t1, Duration::from_secs(120)).await?;
+        let pods = ns.api::<k8s_openapi::api::core::v1::Pod>();
+        wait_for("pods gone", Duration::from_secs(300), || async {
+            anyhow::Ok(
+                pods.list(&ListParams::default().limit(1))
+                    .await?
+                    .items
+                    .is_empty(),
+            )
+        })
+        .await?;
+    }
+    report.add(
+        "reaction-1000-hotlines",
+        "floor: a client patches the same 2000 Deployments directly",
+        "ms",
+        &floor,
+    )?;
     ns.cleanup().await?;
     Ok(())
 }

@@ -241,13 +241,48 @@ where
     }
 }
 
+/// Drops what no reconcile reads from cached objects: managed fields and
+/// `kubectl apply`'s last-applied annotation (memory: the caches hold every
+/// object of the kind).
+fn trim_meta<K: kube::Resource>(o: &mut K) {
+    let meta = o.meta_mut();
+    meta.managed_fields = None;
+    if let Some(a) = meta.annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// Deployments are cached for `spec.replicas`, our applied-hash annotation,
+/// owner references and `status.readyReplicas`: the pod template (most of
+/// the object) is dropped.
+fn trim_deployment(d: &mut Deployment) {
+    trim_meta(d);
+    if let Some(spec) = d.spec.as_mut() {
+        spec.template = Default::default();
+    }
+    if let Some(status) = d.status.as_mut() {
+        status.conditions = None;
+    }
+}
+
+fn trim_statefulset(s: &mut StatefulSet) {
+    trim_meta(s);
+    if let Some(spec) = s.spec.as_mut() {
+        spec.template = Default::default();
+        spec.volume_claim_templates = None;
+    }
+    if let Some(status) = s.status.as_mut() {
+        status.conditions = None;
+    }
+}
+
 /// Starts one shared watch of `K` feeding a store: returns the store, one
 /// subscription per consumer, and the future that drives the watch.
 fn shared_watch<K>(
     api: Api<K>,
     metrics: Arc<crate::metrics::Metrics>,
     resource: &'static str,
-    strip_managed_fields: bool,
+    trim: fn(&mut K),
     subscribers: usize,
 ) -> (
     Store<K>,
@@ -264,18 +299,14 @@ where
         + 'static,
     <K as kube::Resource>::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
 {
-    let (reader, writer) = reflector::store_shared::<K>(4096);
+    let (reader, writer) = reflector::store_shared::<K>(1024);
     let subs = (0..subscribers)
         .filter_map(|_| writer.subscribe())
         .collect();
     let drain = async move {
         watcher(api, watcher::Config::default().any_semantic())
             .default_backoff()
-            .modify(move |o: &mut K| {
-                if strip_managed_fields {
-                    o.meta_mut().managed_fields = None;
-                }
-            })
+            .modify(trim)
             .reflect_shared(writer)
             .for_each(|ev| {
                 if let Err(e) = &ev {
@@ -303,28 +334,28 @@ pub async fn run(
         api_for::<Hotline>(&client, ns),
         metrics.clone(),
         "hotlines",
-        true,
+        trim_meta::<Hotline>,
         2,
     );
     let (plans, mut cp_subs, cp_drain) = shared_watch(
         api_for::<CrisisPlan>(&client, ns),
         metrics.clone(),
         "crisisplans",
-        true,
+        trim_meta::<CrisisPlan>,
         2,
     );
     let (deployments, mut d_subs, d_drain) = shared_watch(
         api_for::<Deployment>(&client, ns),
         metrics.clone(),
         "deployments",
-        true,
+        trim_deployment,
         1,
     );
     let (_sts, mut s_subs, s_drain) = shared_watch(
         api_for::<StatefulSet>(&client, ns),
         metrics.clone(),
         "statefulsets",
-        true,
+        trim_statefulset,
         1,
     );
     let (leading_tx, leading_rx) = tokio::sync::watch::channel(opts.leader.is_none());

@@ -114,6 +114,13 @@ fn occurrences(
     Ok(out)
 }
 
+/// How far after `at` a change is searched for (see [`standby_at`]).
+const SEARCH_HORIZON: jiff::SignedDuration = jiff::SignedDuration::from_hours(8 * 24);
+/// Local days of window occurrences generated: two before `at`'s date, its
+/// date, and ten after (8 days of horizon, one of DST or offset slack, one
+/// for a window crossing midnight).
+const OCCURRENCE_DAYS: i64 = 13;
+
 /// The standby level at `at`, and when it next changes.
 pub fn standby_at(standby: &Standby, at: Timestamp) -> Result<StandbyNow, ScheduleError> {
     let Some(schedule) = standby.schedule.as_ref() else {
@@ -125,12 +132,19 @@ pub fn standby_at(standby: &Standby, at: Timestamp) -> Result<StandbyNow, Schedu
     let tz = TimeZone::get(&schedule.time_zone)
         .map_err(|_| ScheduleError::UnknownTimeZone(schedule.time_zone.clone()))?;
     let today = at.to_zoned(tz.clone()).date();
-    // From two days back (a window that crossed midnight) to 9 days ahead
-    // (every weekly boundary after `at` within a week).
+    // Boundaries are searched in (at, at + 8 days]: the levels repeat every
+    // local week, and a local week lasts at most 7 days and a DST shift, so a
+    // level that does not change within 8 days never changes. Occurrences
+    // start two local days back (a window still open at `at` started at most
+    // ~25h before it) and run two days past the horizon, so the level is
+    // exact at every boundary searched: without that margin, the last
+    // boundary generated would look like a change (a window ending with no
+    // next one generated after it).
+    let horizon = at.checked_add(SEARCH_HORIZON).unwrap_or(Timestamp::MAX);
     let from = today.checked_sub(2.days()).unwrap_or(today);
     let mut occ = Vec::new();
     for w in &schedule.windows {
-        occ.extend(occurrences(&tz, w, from, 11)?);
+        occ.extend(occurrences(&tz, w, from, OCCURRENCE_DAYS)?);
     }
     let level = |t: Timestamp| {
         occ.iter()
@@ -143,7 +157,7 @@ pub fn standby_at(standby: &Standby, at: Timestamp) -> Result<StandbyNow, Schedu
     let mut boundaries: Vec<Timestamp> = occ
         .iter()
         .flat_map(|(s, e, _)| [*s, *e])
-        .filter(|b| *b > at)
+        .filter(|b| *b > at && *b <= horizon)
         .collect();
     boundaries.sort();
     boundaries.dedup();
@@ -350,6 +364,72 @@ mod tests {
     }
 
     #[test]
+    fn a_level_that_never_changes_has_no_next_change() {
+        const ALL: &[Weekday] = &[Mon, Tue, Wed, Thu, Fri, Sat, Sun];
+        // One window all day, every day.
+        let s = standby("Europe/Paris", 10, vec![(ALL, "00:00", "24:00", 40)]);
+        assert_eq!(
+            standby_at(&s, at("2026-11-30T08:00:00Z")),
+            Ok(StandbyNow {
+                calls: 40,
+                next_change: None
+            })
+        );
+        // Two windows tiling the week, one crossing midnight, across both DST
+        // changes.
+        let s = standby(
+            "Europe/Paris",
+            10,
+            vec![(ALL, "08:00", "20:00", 40), (ALL, "20:00", "08:00", 40)],
+        );
+        for t in [
+            "2026-03-27T12:00:00Z",
+            "2026-03-29T01:30:00Z",
+            "2026-10-23T12:00:00Z",
+            "2026-10-25T00:30:00Z",
+            "2026-11-30T19:00:00Z",
+        ] {
+            assert_eq!(
+                standby_at(&s, at(t)),
+                Ok(StandbyNow {
+                    calls: 40,
+                    next_change: None
+                }),
+                "{t}"
+            );
+        }
+    }
+
+    #[test]
+    fn weekly_window_is_found_a_week_ahead() {
+        // Just after Monday's window ends, the next change is next Monday.
+        let s = standby("Europe/Paris", 10, vec![(&[Mon], "08:00", "20:00", 40)]);
+        assert_eq!(
+            standby_at(&s, at("2026-11-30T19:00:00Z")),
+            Ok(StandbyNow {
+                calls: 10,
+                next_change: Some(at("2026-12-07T07:00:00Z"))
+            })
+        );
+        // Across the fall-back weekend: Monday 2026-10-26 08:00 CET = 07:00 UTC,
+        // a week and an hour after Monday 2026-10-19 08:00 CEST.
+        assert_eq!(
+            standby_at(&s, at("2026-10-19T06:00:01Z")),
+            Ok(StandbyNow {
+                calls: 40,
+                next_change: Some(at("2026-10-19T18:00:00Z"))
+            })
+        );
+        assert_eq!(
+            standby_at(&s, at("2026-10-19T18:00:00Z")),
+            Ok(StandbyNow {
+                calls: 10,
+                next_change: Some(at("2026-10-26T07:00:00Z"))
+            })
+        );
+    }
+
+    #[test]
     fn clocks() {
         assert_eq!(parse_clock("08:30"), Ok((8, 30)));
         assert_eq!(parse_clock("24:00"), Ok((24, 0)));
@@ -362,13 +442,22 @@ mod tests {
         proptest::sample::subsequence(vec![Mon, Tue, Wed, Thu, Fri, Sat, Sun], 1..=7)
     }
 
+    /// Clock times, often around the 01:00-03:00 DST changes and `24:00`.
     fn arb_clock() -> impl Strategy<Value = String> {
-        (0i8..24, prop_oneof![Just(0i8), Just(30), 0i8..60])
-            .prop_map(|(h, m)| format!("{h:02}:{m:02}"))
+        prop_oneof![
+            (0i8..24, prop_oneof![Just(0i8), Just(30), 0i8..60])
+                .prop_map(|(h, m)| format!("{h:02}:{m:02}")),
+            (1i8..4, prop_oneof![Just(0i8), Just(30)]).prop_map(|(h, m)| format!("{h:02}:{m:02}")),
+            Just("24:00".to_owned()),
+        ]
     }
 
+    /// Standby schedules, with few distinct levels (so windows often agree
+    /// with each other or with the standby) and sometimes a window covering
+    /// the whole week (so the level may never change).
     fn arb_standby() -> impl Strategy<Value = Standby> {
-        let window = (arb_weekdays(), arb_clock(), arb_clock(), 0i32..100)
+        let level = (0i32..4).prop_map(|c| c * 10);
+        let window = (arb_weekdays(), arb_clock(), arb_clock(), level.clone())
             .prop_filter("start != end", |(_, s, e, _)| s != e)
             .prop_map(|(days, start, end, calls)| StandbyWindow {
                 days,
@@ -377,43 +466,99 @@ mod tests {
                 calls,
             });
         (
-            0i32..100,
+            level.clone(),
             proptest::collection::vec(window, 1..4),
+            proptest::option::of(level),
             prop_oneof![
                 Just("UTC"),
                 Just("Europe/Paris"),
                 Just("America/New_York"),
-                Just("Australia/Lord_Howe")
+                Just("Australia/Lord_Howe"),
+                Just("Pacific/Chatham"),
             ],
         )
-            .prop_map(|(calls, windows, tz)| Standby {
-                calls,
-                schedule: Some(StandbySchedule {
-                    time_zone: tz.into(),
-                    windows,
-                }),
+            .prop_map(|(calls, mut windows, all_week, tz)| {
+                if let Some(c) = all_week {
+                    windows.push(StandbyWindow {
+                        days: vec![Mon, Tue, Wed, Thu, Fri, Sat, Sun],
+                        start: "00:00".into(),
+                        end: "24:00".into(),
+                        calls: c,
+                    });
+                }
+                Standby {
+                    calls,
+                    schedule: Some(StandbySchedule {
+                        time_zone: tz.into(),
+                        windows,
+                    }),
+                }
             })
+    }
+
+    /// Instants from 2023 to 2030: any second, whole minutes (window
+    /// boundaries), or within a day of a DST change in Europe or the US.
+    fn arb_instant() -> impl Strategy<Value = Timestamp> {
+        const DST: [i64; 4] = [
+            1_774_746_000, // 2026-03-29T01:00:00Z, Europe spring forward
+            1_792_890_000, // 2026-10-25T01:00:00Z, Europe fall back
+            1_772_953_200, // 2026-03-08T07:00:00Z, New York spring forward
+            1_793_512_800, // 2026-11-01T06:00:00Z, New York fall back
+        ];
+        prop_oneof![
+            1_700_000_000i64..1_900_000_000,
+            (28_333_334i64..31_666_666).prop_map(|m| m * 60),
+            (proptest::sample::select(DST.to_vec()), -86_400i64..86_400)
+                .prop_map(|(d, off)| d + off),
+        ]
+        .prop_map(|s| Timestamp::from_second(s).expect("in range"))
     }
 
     proptest! {
         #[test]
         fn next_change_is_a_real_change_and_nothing_changes_before_it(
             s in arb_standby(),
-            secs in 1_700_000_000i64..1_900_000_000,
+            t in arb_instant(),
             fractions in proptest::collection::vec(0.0f64..1.0, 4),
         ) {
-            let t = Timestamp::from_second(secs).expect("in range");
             let now = standby_at(&s, t).expect("valid");
-            if let Some(next) = now.next_change {
-                prop_assert!(next > t);
-                prop_assert_ne!(standby_at(&s, next).expect("valid").calls, now.calls);
-                let span = next.duration_since(t).as_secs_f64();
-                for f in fractions {
-                    let mid = t + jiff::SignedDuration::from_secs_f64(span * f);
-                    if mid < next {
-                        prop_assert_eq!(standby_at(&s, mid).expect("valid").calls, now.calls);
+            let level = |x: Timestamp| standby_at(&s, x).expect("valid").calls;
+            match now.next_change {
+                Some(next) => {
+                    prop_assert!(next > t);
+                    prop_assert_ne!(level(next), now.calls);
+                    // Exact: the level has not changed a nanosecond before.
+                    prop_assert_eq!(level(next - jiff::SignedDuration::from_nanos(1)), now.calls);
+                    let span = next.duration_since(t).as_secs_f64();
+                    for f in fractions {
+                        let mid = t + jiff::SignedDuration::from_secs_f64(span * f);
+                        if mid < next {
+                            prop_assert_eq!(level(mid), now.calls);
+                        }
                     }
                 }
+                None => {
+                    // Never changes: sampled over the next five weeks.
+                    for f in fractions {
+                        let later = t + jiff::SignedDuration::from_secs_f64(35.0 * 86_400.0 * f);
+                        prop_assert_eq!(level(later), now.calls, "at {}", later);
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn next_change_agrees_with_the_level_just_after_it(s in arb_standby(), t in arb_instant()) {
+            // Following next_change from one change to the next: each change
+            // is found again from just before it, and levels alternate.
+            let mut at = t;
+            for _ in 0..6 {
+                let now = standby_at(&s, at).expect("valid");
+                let Some(next) = now.next_change else { break };
+                let again = standby_at(&s, next - jiff::SignedDuration::from_secs(1)).expect("valid");
+                prop_assert_eq!(again.next_change, Some(next));
+                prop_assert_eq!(again.calls, now.calls);
+                at = next;
             }
         }
     }
