@@ -633,6 +633,57 @@ fn chart_app_version_is_the_crate_version() -> R {
     Ok(())
 }
 
+/// The image cannot be built here; at least its build context holds every
+/// file cargo needs (target paths named in Cargo.toml, a build script) and
+/// it runs as non-root from a distroless base.
+#[test]
+fn dockerfile_context_holds_what_cargo_reads() -> R {
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml"))?;
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile"))?;
+    let ignore = std::fs::read_to_string(root().join(".dockerignore"))?;
+    let mut needed: BTreeSet<String> = BTreeSet::from(["src".to_owned()]);
+    let mut section = "";
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            section = line;
+        }
+        if let Some(path) = line.strip_prefix("path = \"") {
+            let top = path.split('/').next().unwrap_or_default();
+            needed.insert(top.to_owned());
+        }
+        if section == "[[bench]]" && line.starts_with("name = ") {
+            needed.insert("benches".to_owned());
+        }
+    }
+    if root().join("build.rs").exists() || manifest.contains("\nbuild = ") {
+        needed.insert("build.rs".to_owned());
+    }
+    for dir in &needed {
+        let copied = dockerfile
+            .lines()
+            .any(|l| l.starts_with("COPY ") && l.split_whitespace().nth(1) == Some(dir.as_str()));
+        ensure!(copied, "Dockerfile does not COPY {dir}");
+        ensure!(
+            ignore
+                .lines()
+                .any(|l| l.trim_end_matches('/') == format!("!{dir}")),
+            ".dockerignore does not allow {dir}"
+        );
+    }
+    ensure!(dockerfile.contains("COPY Cargo.toml Cargo.lock ./"));
+    ensure!(dockerfile.contains("--locked --bin hotline-operator"));
+    let last_from = dockerfile
+        .lines()
+        .rfind(|l| l.starts_with("FROM "))
+        .unwrap_or_default();
+    ensure!(
+        last_from.contains("distroless/static") && last_from.ends_with(":nonroot"),
+        "{last_from}"
+    );
+    ensure!(dockerfile.contains("\nUSER 65532:65532\n"));
+    Ok(())
+}
+
 #[tokio::test]
 async fn helm_lint_passes_for_default_namespaced_and_all_features() -> R {
     let kv = kube_version()?;
