@@ -10,7 +10,13 @@
 //! - Daylight saving: a local time that does not exist (spring forward) is
 //!   shifted forward by the gap (02:30 on a 02:00 -> 03:00 night is 03:30);
 //!   a local time that happens twice (fall back) is the earlier one. This is
-//!   jiff's (and RFC 5545 / Temporal's) "compatible" disambiguation.
+//!   jiff's (and RFC 5545 / Temporal's) "compatible" disambiguation. A
+//!   window that this leaves empty on that day (e.g. 02:00-02:30 on a spring
+//!   forward night) does not apply that day.
+//! - The next change is the first window boundary strictly after the instant
+//!   where the level differs; boundaries are searched over the next 8 days,
+//!   more than a local week whatever the DST shift, so a level that does not
+//!   change within them never changes (`None`).
 
 use jiff::civil::{Date, DateTime, Time};
 use jiff::tz::TimeZone;
