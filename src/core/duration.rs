@@ -56,8 +56,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     Ok(Duration::from_millis(total_ms))
 }
 
-/// Formats like Go: `1h30m0s` is written `1h30m`, `90s` as `1m30s`, sub-second
-/// as `250ms`, zero as `0s`.
+/// Formats like Go, without zero units: `1h30m0s` is written `1h30m`, `90s`
+/// as `1m30s`, sub-second as `250ms`, zero as `0s`. Whole milliseconds only
+/// (anything finer is truncated), so the result always parses back with
+/// [`parse_duration`] and matches the CRDs' duration pattern.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
     if ms == 0 {
@@ -120,6 +122,34 @@ mod tests {
         fn format_then_parse_round_trips(ms in 0u64..10_000_000_000) {
             let d = Duration::from_millis(ms);
             prop_assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+        }
+
+        #[test]
+        fn formatted_durations_match_the_crd_pattern(ms in any::<u64>()) {
+            let pattern = regex::Regex::new(crate::api::DURATION_PATTERN).expect("pattern");
+            let s = format_duration(Duration::from_millis(ms));
+            prop_assert!(pattern.is_match(&s), "{}", s);
+        }
+
+        #[test]
+        fn parses_exactly_what_the_crd_pattern_accepts(s in "[0-9msh]{0,12}|[0-9]{1,4}(ms|s|m|h|d|us)") {
+            let pattern = regex::Regex::new(crate::api::DURATION_PATTERN).expect("pattern");
+            match parse_duration(&s) {
+                Ok(_) => prop_assert!(pattern.is_match(&s), "{}", s),
+                Err(DurationError::Overflow(_)) => prop_assert!(pattern.is_match(&s), "{}", s),
+                Err(e) => {
+                    prop_assert!(!pattern.is_match(&s), "{}: {}", s, e);
+                    prop_assert!(e.to_string().contains(&format!("{s:?}")), "{}", e);
+                }
+            }
+        }
+
+        #[test]
+        fn parts_add_up(parts in proptest::collection::vec((0u64..100_000, 0usize..4), 1..6)) {
+            const UNITS: [(&str, u64); 4] = [("ms", 1), ("s", 1_000), ("m", 60_000), ("h", 3_600_000)];
+            let text: String = parts.iter().map(|(n, u)| format!("{n}{}", UNITS[*u].0)).collect();
+            let ms: u64 = parts.iter().map(|(n, u)| n * UNITS[*u].1).sum();
+            prop_assert_eq!(parse_duration(&text), Ok(Duration::from_millis(ms)));
         }
 
         #[test]
