@@ -36,13 +36,25 @@ pub fn validate_hotline(spec: &HotlineSpec) -> Vec<Problem> {
             ));
         }
         for (i, w) in s.windows.iter().enumerate() {
+            let mut clocks = Vec::with_capacity(2);
             for (field, v) in [("start", &w.start), ("end", &w.end)] {
-                if let Err(e) = parse_clock(v) {
-                    out.push(Problem::new(
+                match parse_clock(v) {
+                    Ok(c) => clocks.push(c),
+                    Err(e) => out.push(Problem::new(
                         INVALID_SCHEDULE,
                         format!("spec.standby.schedule.windows[{i}].{field}: {e}"),
-                    ));
+                    )),
                 }
+            }
+            // The CEL rule compares the strings; `24:00` to `00:00` passes it
+            // but is the same instant, an empty window.
+            if let [(24, 0), (0, 0)] = clocks[..] {
+                out.push(Problem::new(
+                    INVALID_SCHEDULE,
+                    format!(
+                        "spec.standby.schedule.windows[{i}]: start 24:00 and end 00:00 are the same instant, the window is empty"
+                    ),
+                ));
             }
         }
     }
@@ -304,6 +316,201 @@ mod tests {
         assert!(p[3].message.starts_with("spec.drills.scenario"), "{}", p[3]);
     }
 
+    /// The problems of `spec` after `mutate`, as (reason, message).
+    fn plan_problems(mutate: impl FnOnce(&mut CrisisPlanSpec)) -> Vec<(&'static str, String)> {
+        let mut s = plan();
+        mutate(&mut s);
+        validate_plan(&s)
+            .into_iter()
+            .map(|p| (p.reason, p.message))
+            .collect()
+    }
+
+    fn hotline_problems(mutate: impl FnOnce(&mut HotlineSpec)) -> Vec<(&'static str, String)> {
+        let mut h = hotline();
+        mutate(&mut h);
+        validate_hotline(&h)
+            .into_iter()
+            .map(|p| (p.reason, p.message))
+            .collect()
+    }
+
+    fn one(reason: &'static str, message: &str) -> Vec<(&'static str, String)> {
+        vec![(reason, message.to_owned())]
+    }
+
+    #[test]
+    fn each_hotline_problem_alone() {
+        assert_eq!(
+            hotline_problems(|h| {
+                if let Some(s) = h.standby.schedule.as_mut() {
+                    s.time_zone = "Mars/Olympus".into();
+                }
+            }),
+            one(
+                UNKNOWN_TIME_ZONE,
+                "spec.standby.schedule.timeZone: unknown IANA time zone \"Mars/Olympus\""
+            )
+        );
+        assert_eq!(
+            hotline_problems(|h| {
+                if let Some(s) = h.standby.schedule.as_mut() {
+                    s.windows[1].end = "24:30".into();
+                }
+            }),
+            one(
+                INVALID_SCHEDULE,
+                "spec.standby.schedule.windows[1].end: \"24:30\" is not a HH:MM time"
+            )
+        );
+        assert_eq!(
+            hotline_problems(|h| {
+                if let Some(s) = h.standby.schedule.as_mut() {
+                    s.windows[0].start = "24:00".into();
+                    s.windows[0].end = "00:00".into();
+                }
+            }),
+            one(
+                INVALID_SCHEDULE,
+                "spec.standby.schedule.windows[0]: start 24:00 and end 00:00 are the same instant, the window is empty"
+            )
+        );
+        assert_eq!(
+            hotline_problems(|h| h.components[1].name = "gateway".into()),
+            one(
+                DUPLICATE_NAME,
+                "spec.components: duplicate component name \"gateway\""
+            )
+        );
+        assert_eq!(
+            hotline_problems(|h| {
+                if let Some(t) = h.components[0].template.as_mut() {
+                    t.spec = None;
+                }
+            }),
+            one(
+                INVALID_TEMPLATE,
+                "spec.components[0].template.spec.containers: at least one container"
+            )
+        );
+        // A workloadRef to a core-group kind (apiVersion without a group) is fine.
+        assert_eq!(
+            hotline_problems(|h| {
+                if let Some(r) = h.components[1].workload_ref.as_mut() {
+                    r.api_version = "v1".into();
+                    r.kind = "ReplicationController".into();
+                }
+            }),
+            vec![]
+        );
+        // No schedule at all is fine; so is 24:00 as an end.
+        assert_eq!(hotline_problems(|h| h.standby.schedule = None), vec![]);
+        assert_eq!(
+            hotline_problems(|h| {
+                if let Some(s) = h.standby.schedule.as_mut() {
+                    s.windows[0].end = "24:00".into();
+                }
+            }),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn each_plan_problem_alone() {
+        assert_eq!(
+            plan_problems(|s| s.time_budget = "5 minutes".into()),
+            one(
+                INVALID_DURATION,
+                "spec.timeBudget: \"5 minutes\" is not a duration; write whole numbers with units ms, s, m, h (e.g. 90s, 5m, 1h30m)"
+            )
+        );
+        assert_eq!(
+            plan_problems(|s| s.time_budget = "0m0s".into()),
+            one(INVALID_DURATION, "spec.timeBudget: must be more than 0s")
+        );
+        assert_eq!(
+            plan_problems(|s| s.scenarios[1].escalation[1].after = "".into())[0].1,
+            "spec.scenarios[1].escalation[1].after: \"\" is empty; write a duration such as 90s, 5m or 1h30m"
+        );
+        let step_down = |every: &str| {
+            let every = every.to_owned();
+            plan_problems(move |s| {
+                s.exit = Some(crate::api::Exit {
+                    step_down: Some(crate::api::StepDown { percent: 25, every }),
+                });
+            })
+        };
+        assert_eq!(
+            step_down("0s"),
+            one(
+                INVALID_DURATION,
+                "spec.exit.stepDown.every: must be more than 0s"
+            )
+        );
+        assert_eq!(step_down("5d")[0].0, INVALID_DURATION);
+        assert!(
+            step_down("5d")[0]
+                .1
+                .starts_with("spec.exit.stepDown.every: \"5d\"")
+        );
+        assert_eq!(step_down("30s"), vec![]);
+        assert_eq!(
+            plan_problems(|s| {
+                if let Some(d) = s.drills.as_mut() {
+                    d.duration = "30".into();
+                }
+            })[0],
+            (
+                INVALID_DURATION,
+                "spec.drills.duration: \"30\" is not a duration; write whole numbers with units ms, s, m, h (e.g. 90s, 5m, 1h30m)".to_owned()
+            )
+        );
+        assert_eq!(
+            plan_problems(|s| {
+                if let Some(d) = s.drills.as_mut() {
+                    d.schedule = "0 10 1 3,9 ?".into();
+                }
+            }),
+            one(
+                INVALID_DRILL_SCHEDULE,
+                "spec.drills.schedule: \"0 10 1 3,9 ?\" is not a valid five-field cron expression"
+            )
+        );
+        assert_eq!(
+            plan_problems(|s| {
+                if let Some(d) = s.drills.as_mut() {
+                    d.scenario = "earthquake".into();
+                }
+            }),
+            one(
+                UNKNOWN_SCENARIO,
+                "spec.drills.scenario: \"earthquake\" is not a scenario of this plan (known: it-outage, strike, product-recall, rumour, natural-disaster)"
+            )
+        );
+        assert_eq!(
+            plan_problems(|s| s.scenarios[2].name = "strike".into()),
+            one(
+                DUPLICATE_NAME,
+                "spec.scenarios: duplicate scenario name \"strike\""
+            )
+        );
+        assert_eq!(
+            plan_problems(|s| s.hotlines.push(s.hotlines[0].clone())),
+            one(
+                DUPLICATE_NAME,
+                "spec.hotlines: duplicate hotline \"customer-care\""
+            )
+        );
+        // Optional parts may be absent.
+        assert_eq!(
+            plan_problems(|s| {
+                s.exit = None;
+                s.drills = None;
+            }),
+            vec![]
+        );
+    }
+
     #[test]
     fn unknown_declaration_lists_the_known_scenarios() {
         let p = declaration_problem(&plan(), "earthquake").expect("problem");
@@ -313,6 +520,38 @@ mod tests {
             "{p}"
         );
         assert!(declaration_problem(&plan(), "strike").is_none());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn cron_never_panics(expr in "[0-9A-Za-z*,/ ?-]{0,40}") {
+            let _ = valid_cron(&expr);
+        }
+
+        #[test]
+        fn cron_fields_in_range_are_valid(
+            minute in 0u32..60, hour in 0u32..24, dom in 1u32..32, month in 1u32..13, dow in 0u32..8,
+            step in 1u32..=12,
+        ) {
+            let expr = format!("{minute} {hour} {dom} {month} {dow}");
+            proptest::prop_assert!(valid_cron(&expr), "{}", expr);
+            let expr = format!("*/{step} {hour}-23 1,{dom} {month}-12/{step} {dow}");
+            proptest::prop_assert!(valid_cron(&expr), "{}", expr);
+        }
+
+        #[test]
+        fn cron_fields_out_of_range_are_invalid(field in 0usize..5, over in 0u32..100) {
+            // One past each field's maximum, or below its minimum (0 for the
+            // 1-based day of month and month).
+            let limits = [60u32, 24, 32, 13, 8];
+            let mut fields = ["0", "0", "1", "1", "0"].map(str::to_owned);
+            fields[field] = (limits[field] + over).to_string();
+            proptest::prop_assert!(!valid_cron(&fields.join(" ")));
+            if field == 2 || field == 3 {
+                fields[field] = "0".into();
+                proptest::prop_assert!(!valid_cron(&fields.join(" ")));
+            }
+        }
     }
 
     #[test]
