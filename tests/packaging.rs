@@ -261,6 +261,7 @@ const OPERATOR_RULES: &[(&str, &[&str], &[&str])] = &[
     ("events.k8s.io", &["events"], &["create", "patch"]),
 ];
 
+const CRD_RESOURCE: &str = "customresourcedefinitions.apiextensions.k8s.io";
 const CRDS: &[&str] = &[
     "hotlines.crisis.hotline.dev",
     "crisisplans.crisis.hotline.dev",
@@ -1454,60 +1455,333 @@ fn phase(plan: &CrisisPlan) -> String {
         .unwrap_or_default()
 }
 
+/// A scratch directory, removed on drop.
+struct WorkDir(PathBuf);
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The chart installed in namespaced scope into a test namespace, a
+/// `declarer` ServiceAccount bound to the declarer ClusterRole, and a
+/// kubeconfig that holds the operator ServiceAccount's token (`kubectl
+/// create token`) and nothing else.
+struct OperatorSetup {
+    release: Release,
+    namespace: String,
+    /// The operator's ServiceAccount, also the Lease name.
+    account: String,
+    declarer: String,
+    kubeconfig: PathBuf,
+    work: WorkDir,
+}
+
+impl OperatorSetup {
+    async fn new(ns: &TestNamespace) -> R<Self> {
+        let n = ns.name.clone();
+        let release = Release::install(
+            &format!("hl-{}", suffix(ns)),
+            &n,
+            &["--values", &ci_values("namespaced-values.yaml")],
+        )
+        .await?;
+        let account = release.fullname();
+        run(support::kubectl()
+            .await?
+            .args(["create", "serviceaccount", "declarer", "-n", &n]))?;
+        run(support::kubectl().await?.args([
+            "create",
+            "rolebinding",
+            "declarer",
+            "-n",
+            &n,
+            &format!("--clusterrole={}", release.declarer()),
+            &format!("--serviceaccount={n}:declarer"),
+        ]))?;
+        let operator = sa(&n, &account);
+        let declarer = sa(&n, "declarer");
+        assert_matrix(&[
+            check(
+                &operator,
+                &n,
+                "get",
+                &format!("{CRD_RESOURCE}/{}", CRDS[0]),
+                true,
+            ),
+            check(&operator, &n, "list", "hotlines", true),
+            check(
+                &operator,
+                &n,
+                "update",
+                &format!("leases.coordination.k8s.io/{account}"),
+                true,
+            ),
+            check(&declarer, &n, "patch", "crisisplans#status", true),
+            // Namespaced scope: nothing outside the watched namespace.
+            check(&operator, "default", "list", "hotlines", false),
+            check(&operator, "default", "patch", "deployments#scale", false),
+        ])
+        .await?;
+        let token = run(support::kubectl().await?.args([
+            "create",
+            "token",
+            &account,
+            "-n",
+            &n,
+            "--duration=1h",
+        ]))?;
+        let work = WorkDir(std::env::temp_dir().join(format!("hotline-packaging-{n}")));
+        std::fs::create_dir_all(&work.0)?;
+        let kubeconfig = work.0.join("kubeconfig");
+        std::fs::write(&kubeconfig, token_kubeconfig(token.trim()).await?)?;
+        Ok(OperatorSetup {
+            release,
+            namespace: n,
+            account,
+            declarer,
+            kubeconfig,
+            work,
+        })
+    }
+
+    /// Patches the plan's status as the declarer ServiceAccount, the way
+    /// automation declares (`patch` with a declaration) and ends (`null`).
+    async fn declare(&self, plan: &str, declaration: Value) -> R {
+        let patch = json!({"status": {"declaration": declaration}}).to_string();
+        run(support::kubectl().await?.args([
+            "patch",
+            "crisisplan",
+            plan,
+            "-n",
+            &self.namespace,
+            "--subresource=status",
+            "--type=merge",
+            &format!("--as={}", self.declarer),
+            "-p",
+            &patch,
+        ]))?;
+        Ok(())
+    }
+
+    async fn lease_holder(&self) -> R<String> {
+        let api: Api<Lease> = Api::namespaced(support::client().await?, &self.namespace);
+        Ok(api
+            .get_opt(&self.account)
+            .await?
+            .and_then(|l| l.spec)
+            .and_then(|s| s.holder_identity)
+            .unwrap_or_default())
+    }
+
+    fn finish(self) -> R {
+        self.release.uninstall()
+    }
+}
+
+/// `target/debug/hotline-operator` run with the setup's kubeconfig in
+/// namespaced scope with leader election, logging to a file. Killed
+/// (SIGKILL) by [`OperatorProcess::kill`] or when dropped.
+struct OperatorProcess {
+    name: String,
+    log: PathBuf,
+    metrics: std::net::SocketAddr,
+    kill: Option<tokio::sync::oneshot::Sender<()>>,
+    exited: tokio::sync::watch::Receiver<Option<String>>,
+}
+
+impl OperatorProcess {
+    fn start(setup: &OperatorSetup, name: &str, extra: &[&str]) -> R<Self> {
+        // A free port for /metrics, so the test can read the leader gauge.
+        let metrics = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let log = setup.work.0.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log)?;
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_hotline-operator"))
+            .env_clear()
+            .env("KUBECONFIG", &setup.kubeconfig)
+            .env("POD_NAME", name)
+            .env("POD_NAMESPACE", &setup.namespace)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .arg(format!("--metrics-addr={metrics}"))
+            .arg("--log-format=text")
+            .arg(format!("--namespace={}", setup.namespace))
+            .arg("--leader-election")
+            .arg(format!("--lease-name={}", setup.account))
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting target/debug/hotline-operator")?;
+        let (kill, kill_rx) = tokio::sync::oneshot::channel::<()>();
+        let (exited_tx, exited) = tokio::sync::watch::channel(None);
+        tokio::spawn(async move {
+            let status = tokio::select! {
+                s = child.wait() => s,
+                _ = kill_rx => {
+                    let _ = child.start_kill();
+                    child.wait().await
+                }
+            };
+            let _ = exited_tx.send(Some(format!("{status:?}")));
+        });
+        Ok(OperatorProcess {
+            name: name.to_owned(),
+            log,
+            metrics,
+            kill: Some(kill),
+            exited,
+        })
+    }
+
+    /// Fails if the process exited on its own.
+    fn alive(&self) -> R {
+        if let Some(status) = self.exited.borrow().as_ref() {
+            bail!("operator {} exited: {status}", self.name);
+        }
+        Ok(())
+    }
+
+    /// SIGKILL, and wait until the process is gone.
+    async fn kill(&mut self) -> R {
+        if let Some(kill) = self.kill.take() {
+            let _ = kill.send(());
+        }
+        self.exited.wait_for(Option::is_some).await?;
+        Ok(())
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn tail(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// Log lines where the apiserver refused a request.
+    fn refusals(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("forbidden") || l.contains("Forbidden") || l.contains(" 403"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// `GET path` on the metrics port: (status code, body).
+    async fn get(&self, path: &str) -> R<(u16, String)> {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut stream = tokio::net::TcpStream::connect(self.metrics).await?;
+        stream
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await?;
+        let code = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .context("no HTTP status")?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b)
+            .unwrap_or("");
+        Ok((code, body.to_owned()))
+    }
+
+    /// The `hotline_operator_leader` gauge (1 on the Lease holder).
+    async fn leader_gauge(&self) -> R<Option<f64>> {
+        let (_, body) = self.get("/metrics").await?;
+        Ok(body
+            .lines()
+            .find_map(|l| l.strip_prefix("hotline_operator_leader "))
+            .and_then(|v| v.trim().parse().ok()))
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        if let Some(kill) = self.kill.take() {
+            let _ = kill.send(());
+        }
+    }
+}
+
+/// On error, appends the tail of every operator's log; on success, fails
+/// if an operator was refused anything by the chart's RBAC.
+fn with_logs(outcome: R, operators: &[&OperatorProcess]) -> R {
+    if let Err(e) = outcome {
+        let logs: Vec<String> = operators
+            .iter()
+            .map(|o| format!("--- {} log, last 40 lines ---\n{}", o.name, o.tail()))
+            .collect();
+        bail!("{e:?}\n{}", logs.join("\n"));
+    }
+    for o in operators {
+        let refused = o.refusals();
+        ensure!(
+            refused.is_empty(),
+            "{} was refused something with the chart's RBAC:\n{}",
+            o.name,
+            refused.join("\n")
+        );
+    }
+    Ok(())
+}
+
+/// `status.phase` of plan `name` is `want`.
+fn phase_is<'a>(
+    plans: &'a Api<CrisisPlan>,
+    name: &'a str,
+    want: &'a str,
+) -> impl FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = R<bool>> + 'a>> {
+    move || {
+        Box::pin(async move {
+            Ok(plans
+                .get_opt(name)
+                .await?
+                .is_some_and(|p| phase(&p) == want))
+        })
+    }
+}
+
+/// Events in the namespace reported by the given operator instance.
+async fn events_from(events: &Api<Event>, instance: &str) -> R<Vec<Event>> {
+    Ok(events
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.reporting_controller.as_deref() == Some("hotline-operator")
+                && e.reporting_instance.as_deref() == Some(instance)
+        })
+        .collect())
+}
+
+fn declaration(scenario: &str) -> Value {
+    json!({"scenario": scenario, "reason": "packaging test", "declaredBy": "tests/packaging", "incidentRef": "INC-7"})
+}
+
 /// The operator binary, authenticated as the chart's ServiceAccount (a token
 /// from `kubectl create token`) in namespace-scoped mode with leader
 /// election, runs a whole crisis declared by the declarer role: standby,
-/// declare, surge to Active, end, back to Standby; it never hits a 403.
+/// declare, surge to Active (a managed Deployment and a referenced one
+/// through /scale), end, back to Standby; it is never refused anything.
 #[tokio::test]
 async fn operator_with_chart_rbac_runs_a_whole_crisis() -> R {
     support::install_crds().await?;
     let ns = TestNamespace::new("chart-operator").await?;
-    let n = ns.name.clone();
-    let release = Release::install(
-        &format!("hl-{}", suffix(&ns)),
-        &n,
-        &["--values", &ci_values("namespaced-values.yaml")],
-    )
-    .await?;
-    let operator_sa = release.fullname();
-    run(support::kubectl()
-        .await?
-        .args(["create", "serviceaccount", "declarer", "-n", &n]))?;
-    run(support::kubectl().await?.args([
-        "create",
-        "rolebinding",
-        "declarer",
-        "-n",
-        &n,
-        &format!("--clusterrole={}", release.declarer()),
-        &format!("--serviceaccount={n}:declarer"),
-    ]))?;
-    let operator = sa(&n, &operator_sa);
-    let declarer = sa(&n, "declarer");
-    assert_matrix(&[
-        check(
-            &operator,
-            &n,
-            "get",
-            "customresourcedefinitions.apiextensions.k8s.io/hotlines.crisis.hotline.dev",
-            true,
-        ),
-        check(&operator, &n, "list", "hotlines", true),
-        check(
-            &operator,
-            &n,
-            "update",
-            &format!("leases.coordination.k8s.io/{operator_sa}"),
-            true,
-        ),
-        check(&declarer, &n, "patch", "crisisplans#status", true),
-        // Namespaced scope: nothing outside the watched namespace.
-        check(&operator, "default", "list", "hotlines", false),
-        check(&operator, "default", "patch", "deployments#scale", false),
-    ])
-    .await?;
+    let setup = OperatorSetup::new(&ns).await?;
 
-    // The workloads: one managed component, one referenced Deployment.
     let deployments: Api<Deployment> = ns.api();
     let sessions: Deployment = serde_json::from_value(json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
@@ -1522,9 +1796,8 @@ async fn operator_with_chart_rbac_runs_a_whole_crisis() -> R {
         },
     }))?;
     fixtures::create(&deployments, &sessions).await?;
-    let hotlines: Api<Hotline> = ns.api();
     fixtures::create(
-        &hotlines,
+        &ns.api::<Hotline>(),
         &fixtures::hotline(
             "care",
             5,
@@ -1545,166 +1818,233 @@ async fn operator_with_chart_rbac_runs_a_whole_crisis() -> R {
     )
     .await?;
 
-    // The operator process with the ServiceAccount's token and nothing else.
-    let token = run(support::kubectl().await?.args([
-        "create",
-        "token",
-        &operator_sa,
-        "-n",
-        &n,
-        "--duration=1h",
-    ]))?;
-    let work = std::env::temp_dir().join(format!("hotline-packaging-{n}"));
-    std::fs::create_dir_all(&work)?;
-    let kubeconfig = work.join("kubeconfig");
-    std::fs::write(&kubeconfig, token_kubeconfig(token.trim()).await?)?;
-    let log_path = work.join("operator.log");
-    let log = std::fs::File::create(&log_path)?;
-    let pod_name = format!("packaging-test-{}", std::process::id());
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_hotline-operator"))
-        .env_clear()
-        .env("KUBECONFIG", &kubeconfig)
-        .env("POD_NAME", &pod_name)
-        .env("POD_NAMESPACE", &n)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .args([
-            "--metrics-addr=127.0.0.1:0",
-            "--log-format=text",
-            &format!("--namespace={n}"),
-            "--leader-election",
-            &format!("--lease-name={operator_sa}"),
-        ])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting target/debug/hotline-operator")?;
-
+    let operator = OperatorProcess::start(&setup, "operator-0", &[])?;
+    let gateway = hotline_operator::controller::hotline::child_name("care", "gateway");
     let scenario = async {
-        let gateway = hotline_operator::controller::hotline::child_name("care", "gateway");
-        let replicas = |name: String| {
-            let deployments = deployments.clone();
-            async move { fixtures::replicas(&deployments, &name).await }
-        };
-        let phase_is = |want: &'static str| {
-            let plans = plans.clone();
-            move || {
-                let plans = plans.clone();
-                async move {
-                    plans
-                        .get_opt("retail")
-                        .await
-                        .map(|p| p.is_some_and(|p| phase(&p) == want))
-                }
+        let op = &operator;
+        let mut standby = phase_is(&plans, "retail", "Standby");
+        wait_for("the plan at Standby", Duration::from_secs(30), || {
+            let check = standby();
+            async move {
+                op.alive()?;
+                check.await
             }
-        };
-        wait_for(
-            "the plan at Standby",
-            Duration::from_secs(30),
-            phase_is("Standby"),
-        )
+        })
         .await?;
         wait_for("the gateway Deployment", Duration::from_secs(30), || {
-            replicas(gateway.clone())
+            fixtures::replicas(&deployments, &gateway)
         })
         .await?;
 
-        let declare = |patch: &'static str| {
-            let (n, declarer) = (n.clone(), declarer.clone());
+        setup.declare("retail", declaration("it-outage")).await?;
+        let mut active = phase_is(&plans, "retail", "Active");
+        wait_for("the plan Active", Duration::from_secs(30), || {
+            let check = active();
             async move {
-                run(support::kubectl().await?.args([
-                    "patch",
-                    "crisisplan",
-                    "retail",
-                    "-n",
-                    &n,
-                    "--subresource=status",
-                    "--type=merge",
-                    &format!("--as={declarer}"),
-                    "-p",
-                    patch,
-                ]))
+                op.alive()?;
+                check.await
             }
-        };
-        declare(
-            r#"{"status":{"declaration":{"scenario":"it-outage","reason":"packaging test","declaredBy":"tests/packaging","incidentRef":"INC-7"}}}"#,
-        )
-        .await?;
-        wait_for(
-            "the plan Active",
-            Duration::from_secs(30),
-            phase_is("Active"),
-        )
+        })
         .await?;
         ensure!(
-            replicas(gateway.clone()).await? == Some(4),
+            fixtures::replicas(&deployments, &gateway).await? == Some(4),
             "gateway surged to 4"
         );
         ensure!(
-            replicas("agent-sessions".into()).await? == Some(4),
+            fixtures::replicas(&deployments, "agent-sessions").await? == Some(4),
             "agent-sessions surged to 4 through /scale"
         );
 
-        declare(r#"{"status":{"declaration":null}}"#).await?;
+        setup.declare("retail", Value::Null).await?;
         wait_for(
             "the plan back at Standby",
             Duration::from_secs(30),
-            phase_is("Standby"),
+            phase_is(&plans, "retail", "Standby"),
         )
         .await?;
         wait_for(
             "the gateway back at 1 replica",
             Duration::from_secs(30),
-            || async { replicas(gateway.clone()).await.map(|r| r == Some(1)) },
+            || async {
+                fixtures::replicas(&deployments, &gateway)
+                    .await
+                    .map(|r| r == Some(1))
+            },
         )
         .await?;
 
-        let lease = ns.api::<Lease>().get(&operator_sa).await?;
-        let holder = lease
-            .spec
-            .and_then(|s| s.holder_identity)
-            .unwrap_or_default();
-        ensure!(holder == pod_name, "Lease {operator_sa} held by {holder:?}");
+        let holder = setup.lease_holder().await?;
+        ensure!(holder == "operator-0", "Lease held by {holder:?}");
         let events: Api<Event> = ns.api();
         wait_for(
-            "Events from hotline-operator",
+            "Events from the operator",
             Duration::from_secs(10),
             || async {
-                events.list(&ListParams::default()).await.map(|l| {
-                    l.items
-                        .iter()
-                        .any(|e| e.reporting_controller.as_deref() == Some("hotline-operator"))
-                })
+                events_from(&events, "operator-0")
+                    .await
+                    .map(|e| !e.is_empty())
             },
         )
         .await?;
         Ok(())
     };
-    let outcome: R = tokio::select! {
-        r = scenario => r,
-        status = child.wait() => Err(anyhow!("the operator exited early: {status:?}")),
-    };
+    let outcome = scenario.await;
+    with_logs(outcome, &[&operator])?;
+    drop(operator);
+    setup.finish()?;
+    ns.cleanup().await
+}
 
-    let _ = child.start_kill();
-    let _ = child.wait().await;
-    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-    let _ = std::fs::remove_dir_all(&work);
-    if let Err(e) = outcome {
-        let lines: Vec<&str> = log.lines().collect();
-        let tail = lines[lines.len().saturating_sub(40)..].join("\n");
-        bail!("{e:?}\n--- operator log, last 40 lines ---\n{tail}");
+/// Two operator processes with the chart's RBAC and leader election: only
+/// the Lease holder writes; SIGKILL of the leader mid-surge lets the other
+/// take the Lease within the lease duration plus 2 s and finish the surge
+/// within the plan's budget. Prints the measured takeover.
+#[tokio::test]
+async fn leader_killed_mid_surge_the_standby_replica_finishes_it() -> R {
+    const LEASE_DURATION: Duration = Duration::from_secs(4);
+    let lease_flags = [
+        "--lease-duration=4",
+        "--renew-deadline=3",
+        "--retry-period=1",
+    ];
+    support::install_crds().await?;
+    let ns = TestNamespace::new("chart-failover").await?;
+    let setup = OperatorSetup::new(&ns).await?;
+    let deployments: Api<Deployment> = ns.api();
+    // Pods Ready 3 s after they start: the leader is killed while surging.
+    fixtures::create(
+        &ns.api::<Hotline>(),
+        &fixtures::hotline(
+            "care",
+            5,
+            vec![fixtures::managed("gateway", 10, Duration::from_secs(3))],
+        )?,
+    )
+    .await?;
+    let plans: Api<CrisisPlan> = ns.api();
+    fixtures::create(
+        &plans,
+        &fixtures::plan("retail", &["care"], "1m", &[("it-outage", 60)], 100, "1s")?,
+    )
+    .await?;
+    let events: Api<Event> = ns.api();
+    let gateway = hotline_operator::controller::hotline::child_name("care", "gateway");
+
+    let mut a = OperatorProcess::start(&setup, "operator-a", &lease_flags)?;
+    let mut b: Option<OperatorProcess> = None;
+    let outcome = async {
+        let a_ref = &a;
+        wait_for(
+            "operator-a to hold the Lease",
+            Duration::from_secs(20),
+            || async {
+                a_ref.alive()?;
+                Ok::<_, anyhow::Error>(setup.lease_holder().await? == "operator-a")
+            },
+        )
+        .await?;
+        wait_for(
+            "the plan at Standby",
+            Duration::from_secs(30),
+            phase_is(&plans, "retail", "Standby"),
+        )
+        .await?;
+        let follower = b.insert(OperatorProcess::start(&setup, "operator-b", &lease_flags)?);
+        let b_ref = &*follower;
+        wait_for(
+            "operator-b ready as a follower",
+            Duration::from_secs(20),
+            || async {
+                b_ref.alive()?;
+                let (code, _) = b_ref.get("/readyz").await?;
+                Ok::<_, anyhow::Error>(code == 200 && b_ref.leader_gauge().await? == Some(0.0))
+            },
+        )
+        .await?;
+        ensure!(
+            a.leader_gauge().await? == Some(1.0),
+            "operator-a reports leading"
+        );
+
+        setup.declare("retail", declaration("it-outage")).await?;
+        wait_for(
+            "operator-a to surge the gateway to 6",
+            Duration::from_secs(20),
+            || async {
+                fixtures::replicas(&deployments, &gateway)
+                    .await
+                    .map(|r| r == Some(6))
+            },
+        )
+        .await?;
+        let plan = plans.get("retail").await?;
+        ensure!(
+            phase(&plan) == "Surging",
+            "killed mid-surge, not at {}",
+            phase(&plan)
+        );
+        let early = events_from(&events, "operator-b").await?;
+        ensure!(early.is_empty(), "the follower wrote Events: {early:?}");
+        Ok::<_, anyhow::Error>(())
     }
-    let denied: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("forbidden") || l.contains("Forbidden") || l.contains("403"))
-        .collect();
-    ensure!(
-        denied.is_empty(),
-        "the operator was refused something with the chart's RBAC:\n{}",
-        denied.join("\n")
-    );
-    release.uninstall()?;
+    .await;
+    let operators: Vec<&OperatorProcess> = std::iter::once(&a).chain(b.as_ref()).collect();
+    with_logs(outcome, &operators)?;
+    let b = b.context("operator-b")?;
+
+    let killed = std::time::Instant::now();
+    a.kill().await?;
+    let outcome = async {
+        wait_for(
+            "operator-b to take the Lease",
+            LEASE_DURATION + Duration::from_secs(10),
+            || async {
+                b.alive()?;
+                Ok::<_, anyhow::Error>(setup.lease_holder().await? == "operator-b")
+            },
+        )
+        .await?;
+        let takeover = killed.elapsed();
+        eprintln!(
+            "leader takeover after SIGKILL: {:.2}s (lease duration {}s, retry period 1s)",
+            takeover.as_secs_f64(),
+            LEASE_DURATION.as_secs()
+        );
+        ensure!(
+            takeover <= LEASE_DURATION + Duration::from_secs(2),
+            "takeover took {takeover:?}"
+        );
+        wait_for(
+            "the plan Active, finished by operator-b",
+            Duration::from_secs(30),
+            phase_is(&plans, "retail", "Active"),
+        )
+        .await?;
+        let plan = serde_json::to_value(plans.get("retail").await?)?;
+        ensure!(
+            plan.pointer("/status/current/budgetMet") == Some(&json!(true)),
+            "budget met: {}",
+            plan["status"]["current"]
+        );
+        wait_for(
+            "a SurgeReady Event from operator-b",
+            Duration::from_secs(10),
+            || async {
+                events_from(&events, "operator-b")
+                    .await
+                    .map(|e| e.iter().any(|e| e.reason.as_deref() == Some("SurgeReady")))
+            },
+        )
+        .await?;
+        ensure!(
+            b.leader_gauge().await? == Some(1.0),
+            "operator-b reports leading"
+        );
+        Ok(())
+    }
+    .await;
+    with_logs(outcome, &[&a, &b])?;
+    drop(b);
+    setup.finish()?;
     ns.cleanup().await
 }
