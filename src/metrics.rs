@@ -1,9 +1,15 @@
 //! Prometheus metrics. Names are snake_case with units; labels are bounded
 //! (`namespace`, `plan`, `hotline`, `component`, `scenario`, `controller`,
 //! `result`, `category`, `phase`, `drill`); never reasons or incident ids.
+//!
+//! The reference table (what each series means, when it exists) is in
+//! docs/OPERATIONS.md; the alert rules in deploy/prometheus/rules.yaml and
+//! the dashboard in deploy/grafana/ use only the names registered here
+//! (tests/observability.rs checks it against [`Metrics::names`]).
 
 use std::time::Instant;
 
+use prometheus::core::Collector;
 use prometheus::{
     GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
@@ -30,6 +36,18 @@ pub struct Metrics {
     pub plan_time_to_surge: HistogramVec,
     pub plan_budget_exceeded: IntCounterVec,
     pub plan_last_budget_met: GaugeVec,
+    /// `crisisplan_surge_budget_missed{namespace,plan}`: 1 while the current
+    /// crisis is declared (Surging or Active) and missed its time budget
+    /// (`status.current.budgetMet == false`), else 0. Set with
+    /// [`Metrics::set_budget_missed`].
+    pub plan_budget_missed: IntGaugeVec,
+    /// `crisisplan_created_timestamp_seconds{namespace,plan}`: the plan's
+    /// creation time, so a plan never rehearsed can be found overdue. Set
+    /// with [`Metrics::set_plan_created`].
+    pub plan_created: GaugeVec,
+    /// Every metric family name registered (histograms without their
+    /// `_bucket`/`_sum`/`_count` suffixes).
+    names: Vec<String>,
 }
 
 impl Default for Metrics {
@@ -39,8 +57,9 @@ impl Default for Metrics {
 }
 
 macro_rules! reg {
-    ($registry:expr, $metric:expr) => {{
+    ($registry:expr, $names:expr, $metric:expr) => {{
         let m = $metric;
+        $names.extend(m.desc().iter().map(|d| d.fq_name.clone()));
         // Names are fixed at compile time and unique: registration cannot fail.
         $registry
             .register(Box::new(m.clone()))
@@ -52,10 +71,21 @@ macro_rules! reg {
 impl Metrics {
     pub fn new() -> Self {
         let r = Registry::new();
+        let mut names: Vec<String> = Vec::new();
+        // Process metrics (process_resident_memory_bytes, process_cpu_seconds_total,
+        // process_open_fds, ...): the prometheus crate reads /proc, so Linux only.
+        #[cfg(target_os = "linux")]
+        {
+            let pc = prometheus::process_collector::ProcessCollector::for_self();
+            names.extend(pc.desc().iter().map(|d| d.fq_name.clone()));
+            r.register(Box::new(pc))
+                .expect("process collector registered once");
+        }
         let p = "hotline_operator";
         Metrics {
             reconciles: reg!(
                 r,
+                names,
                 IntCounterVec::new(
                     Opts::new(
                         format!("{p}_reconciles_total"),
@@ -67,6 +97,7 @@ impl Metrics {
             ),
             reconcile_errors: reg!(
                 r,
+                names,
                 IntCounterVec::new(
                     Opts::new(
                         format!("{p}_reconcile_errors_total"),
@@ -78,6 +109,7 @@ impl Metrics {
             ),
             reconcile_duration: reg!(
                 r,
+                names,
                 HistogramVec::new(
                     HistogramOpts::new(
                         format!("{p}_reconcile_duration_seconds"),
@@ -92,6 +124,7 @@ impl Metrics {
             ),
             watch_restarts: reg!(
                 r,
+                names,
                 IntCounterVec::new(
                     Opts::new(
                         format!("{p}_watch_restarts_total"),
@@ -103,6 +136,7 @@ impl Metrics {
             ),
             leader: reg!(
                 r,
+                names,
                 IntGauge::new(
                     format!("{p}_leader"),
                     "1 when this replica holds the leader lease"
@@ -111,6 +145,7 @@ impl Metrics {
             ),
             hotline_target_calls: reg!(
                 r,
+                names,
                 IntGaugeVec::new(
                     Opts::new(
                         "hotline_target_calls",
@@ -122,6 +157,7 @@ impl Metrics {
             ),
             hotline_ready_calls: reg!(
                 r,
+                names,
                 IntGaugeVec::new(
                     Opts::new(
                         "hotline_ready_calls",
@@ -133,6 +169,7 @@ impl Metrics {
             ),
             hotline_standby_calls: reg!(
                 r,
+                names,
                 IntGaugeVec::new(
                     Opts::new("hotline_standby_calls", "Standby calls in force now"),
                     &["namespace", "hotline"]
@@ -141,6 +178,7 @@ impl Metrics {
             ),
             component_desired_replicas: reg!(
                 r,
+                names,
                 IntGaugeVec::new(
                     Opts::new(
                         "hotline_component_desired_replicas",
@@ -152,6 +190,7 @@ impl Metrics {
             ),
             component_ready_replicas: reg!(
                 r,
+                names,
                 IntGaugeVec::new(
                     Opts::new(
                         "hotline_component_ready_replicas",
@@ -163,6 +202,7 @@ impl Metrics {
             ),
             plan_phase: reg!(
                 r,
+                names,
                 IntGaugeVec::new(
                     Opts::new("crisisplan_phase", "1 for the plan's current phase"),
                     &["namespace", "plan", "phase"]
@@ -171,6 +211,7 @@ impl Metrics {
             ),
             plan_crisis_active: reg!(
                 r,
+                names,
                 IntGaugeVec::new(
                     Opts::new(
                         "crisisplan_crisis_active",
@@ -182,6 +223,7 @@ impl Metrics {
             ),
             plan_surge_deadline: reg!(
                 r,
+                names,
                 GaugeVec::new(
                     Opts::new(
                         "crisisplan_surge_deadline_timestamp_seconds",
@@ -193,6 +235,7 @@ impl Metrics {
             ),
             plan_time_budget: reg!(
                 r,
+                names,
                 GaugeVec::new(
                     Opts::new(
                         "crisisplan_time_budget_seconds",
@@ -204,6 +247,7 @@ impl Metrics {
             ),
             plan_time_to_surge: reg!(
                 r,
+                names,
                 HistogramVec::new(
                     HistogramOpts::new(
                         "crisisplan_time_to_surge_seconds",
@@ -218,6 +262,7 @@ impl Metrics {
             ),
             plan_budget_exceeded: reg!(
                 r,
+                names,
                 IntCounterVec::new(
                     Opts::new(
                         "crisisplan_budget_exceeded_total",
@@ -229,6 +274,7 @@ impl Metrics {
             ),
             plan_last_budget_met: reg!(
                 r,
+                names,
                 GaugeVec::new(
                     Opts::new(
                         "crisisplan_last_budget_met_timestamp_seconds",
@@ -238,8 +284,56 @@ impl Metrics {
                 )
                 .expect("valid")
             ),
+            plan_budget_missed: reg!(
+                r,
+                names,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "crisisplan_surge_budget_missed",
+                        "1 while the current crisis (Surging or Active) has missed its time budget"
+                    ),
+                    &["namespace", "plan"]
+                )
+                .expect("valid")
+            ),
+            plan_created: reg!(
+                r,
+                names,
+                GaugeVec::new(
+                    Opts::new(
+                        "crisisplan_created_timestamp_seconds",
+                        "When the plan was created (Unix time)"
+                    ),
+                    &["namespace", "plan"]
+                )
+                .expect("valid")
+            ),
             registry: r,
+            names,
         }
+    }
+
+    /// Names of every metric family this registry can expose (histograms by
+    /// their base name), whether or not a series exists yet.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Sets `crisisplan_surge_budget_missed`: `missed` is true while the
+    /// plan's phase is Surging or Active and `status.current.budgetMet` is
+    /// `Some(false)`.
+    pub fn set_budget_missed(&self, namespace: &str, plan: &str, missed: bool) {
+        self.plan_budget_missed
+            .with_label_values(&[namespace, plan])
+            .set(i64::from(missed));
+    }
+
+    /// Sets `crisisplan_created_timestamp_seconds` from the plan's
+    /// `metadata.creationTimestamp`.
+    pub fn set_plan_created(&self, namespace: &str, plan: &str, created: jiff::Timestamp) {
+        self.plan_created
+            .with_label_values(&[namespace, plan])
+            .set(created.as_millisecond() as f64 / 1000.0);
     }
 
     /// Starts timing a reconcile; the result is recorded when the guard drops.
@@ -280,9 +374,53 @@ impl Metrics {
         let _ = self
             .plan_surge_deadline
             .remove_label_values(&[namespace, plan]);
+        for g in [
+            &self.plan_surge_deadline,
+            &self.plan_time_budget,
+            &self.plan_last_budget_met,
+            &self.plan_created,
+        ] {
+            let _ = g.remove_label_values(&[namespace, plan]);
+        }
         let _ = self
-            .plan_time_budget
+            .plan_budget_missed
             .remove_label_values(&[namespace, plan]);
+        // Series with more labels than (namespace, plan): remove every one.
+        for drill in ["true", "false"] {
+            let _ = self
+                .plan_time_to_surge
+                .remove_label_values(&[namespace, plan, drill]);
+            let _ = self
+                .plan_budget_exceeded
+                .remove_label_values(&[namespace, plan, drill]);
+        }
+        for scenario in label_values_of(&self.plan_crisis_active, namespace, plan, "scenario") {
+            for drill in ["true", "false"] {
+                let _ = self
+                    .plan_crisis_active
+                    .remove_label_values(&[namespace, plan, &scenario, drill]);
+            }
+        }
+    }
+
+    /// Removes every series of a deleted hotline (its calls and each
+    /// component's replicas).
+    pub fn forget_hotline(&self, namespace: &str, hotline: &str) {
+        for g in [
+            &self.hotline_target_calls,
+            &self.hotline_ready_calls,
+            &self.hotline_standby_calls,
+        ] {
+            let _ = g.remove_label_values(&[namespace, hotline]);
+        }
+        for g in [
+            &self.component_desired_replicas,
+            &self.component_ready_replicas,
+        ] {
+            for component in label_values_of(g, namespace, hotline, "component") {
+                let _ = g.remove_label_values(&[namespace, hotline, &component]);
+            }
+        }
     }
 
     /// Text exposition of every metric.
@@ -294,6 +432,37 @@ impl Metrics {
         }
         out
     }
+}
+
+/// Values of label `label` among the series of `vec` whose first two labels
+/// are `namespace` and `object` (a plan or a hotline).
+fn label_values_of(
+    vec: &impl Collector,
+    namespace: &str,
+    object: &str,
+    label: &str,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for family in vec.collect() {
+        for m in family.get_metric() {
+            let get = |name: &str| {
+                m.get_label()
+                    .iter()
+                    .find(|l| l.name() == name)
+                    .map(|l| l.value().to_owned())
+            };
+            let owner = get("plan").or_else(|| get("hotline"));
+            if get("namespace").as_deref() == Some(namespace)
+                && owner.as_deref() == Some(object)
+                && let Some(v) = get(label)
+            {
+                out.push(v);
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Name of a phase as used in labels and status.
@@ -319,5 +488,108 @@ impl Drop for ReconcileTimer<'_> {
             .reconcile_duration
             .with_label_values(&[self.controller])
             .observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(m: &Metrics, name: &str) -> Vec<String> {
+        m.render()
+            .lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn process_metrics_are_exposed() {
+        let m = Metrics::new();
+        let text = m.render();
+        for name in [
+            "process_resident_memory_bytes",
+            "process_cpu_seconds_total",
+            "process_open_fds",
+            "process_start_time_seconds",
+        ] {
+            assert!(m.names().iter().any(|n| n == name), "{name} not registered");
+            assert!(
+                text.lines().any(|l| l.starts_with(&format!("{name} "))),
+                "{name} not in /metrics"
+            );
+        }
+    }
+
+    #[test]
+    fn names_cover_every_field() {
+        let m = Metrics::new();
+        for name in [
+            "hotline_operator_reconciles_total",
+            "hotline_operator_reconcile_duration_seconds",
+            "hotline_operator_leader",
+            "hotline_ready_calls",
+            "crisisplan_phase",
+            "crisisplan_time_to_surge_seconds",
+            "crisisplan_surge_budget_missed",
+            "crisisplan_created_timestamp_seconds",
+        ] {
+            assert!(m.names().iter().any(|n| n == name), "{name} missing");
+        }
+    }
+
+    #[test]
+    fn forget_plan_removes_every_series_of_the_plan_only() {
+        let m = Metrics::new();
+        for plan in ["a", "b"] {
+            m.set_phase("ns", plan, Phase::Surging);
+            m.plan_crisis_active
+                .with_label_values(&["ns", plan, "it-outage", "false"])
+                .set(1);
+            m.plan_crisis_active
+                .with_label_values(&["ns", plan, "storm", "true"])
+                .set(0);
+            m.plan_surge_deadline
+                .with_label_values(&["ns", plan])
+                .set(1.0);
+            m.plan_time_budget.with_label_values(&["ns", plan]).set(1.0);
+            m.plan_last_budget_met
+                .with_label_values(&["ns", plan])
+                .set(1.0);
+            m.set_budget_missed("ns", plan, true);
+            m.set_plan_created("ns", plan, jiff::Timestamp::UNIX_EPOCH);
+            m.plan_time_to_surge
+                .with_label_values(&["ns", plan, "false"])
+                .observe(3.0);
+            m.plan_budget_exceeded
+                .with_label_values(&["ns", plan, "false"])
+                .inc();
+        }
+        m.forget_plan("ns", "a");
+        let text = m.render();
+        assert!(!text.contains("plan=\"a\""), "left over:\n{text}");
+        assert_eq!(series(&m, "crisisplan_crisis_active").len(), 2);
+        assert_eq!(series(&m, "crisisplan_surge_budget_missed").len(), 1);
+    }
+
+    #[test]
+    fn forget_hotline_removes_its_components() {
+        let m = Metrics::new();
+        for h in ["a", "b"] {
+            m.hotline_ready_calls.with_label_values(&["ns", h]).set(1);
+            for c in ["gateway", "sessions"] {
+                m.component_desired_replicas
+                    .with_label_values(&["ns", h, c])
+                    .set(1);
+                m.component_ready_replicas
+                    .with_label_values(&["ns", h, c])
+                    .set(1);
+            }
+        }
+        m.forget_hotline("ns", "a");
+        let text = m.render();
+        assert!(!text.contains("hotline=\"a\""), "left over:\n{text}");
+        assert_eq!(series(&m, "hotline_component_ready_replicas").len(), 2);
     }
 }

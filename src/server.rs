@@ -87,3 +87,80 @@ pub async fn serve(listener: TcpListener, state: State) {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// `GET path` over a real connection: (status, content type, body).
+    async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        stream
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
+            .await
+            .expect("write");
+        let mut raw = String::new();
+        stream.read_to_string(&mut raw).await.expect("read");
+        let (head, body) = raw.split_once("\r\n\r\n").expect("a header block");
+        let code = head
+            .split_whitespace()
+            .nth(1)
+            .expect("status")
+            .parse()
+            .expect("numeric");
+        let ctype = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-type")
+                    .then(|| v.trim().to_owned())
+            })
+            .unwrap_or_default();
+        (code, ctype, body.to_owned())
+    }
+
+    #[tokio::test]
+    async fn endpoints() {
+        let metrics = Arc::new(Metrics::new());
+        metrics.leader.set(1);
+        let ready = Arc::new(AtomicBool::new(false));
+        let listener = bind("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let task = tokio::spawn(serve(
+            listener,
+            State {
+                metrics: metrics.clone(),
+                ready: ready.clone(),
+            },
+        ));
+
+        let (code, _, body) = get(addr, "/healthz").await;
+        assert_eq!((code, body.as_str()), (200, "ok\n"));
+
+        // Not ready until the controllers say every watch delivered its first list.
+        let (code, _, _) = get(addr, "/readyz").await;
+        assert_eq!(code, 503);
+        ready.store(true, Ordering::SeqCst);
+        let (code, _, body) = get(addr, "/readyz").await;
+        assert_eq!((code, body.as_str()), (200, "ready\n"));
+
+        let (code, ctype, body) = get(addr, "/metrics").await;
+        assert_eq!(code, 200);
+        // The Prometheus text exposition format, version 0.0.4.
+        assert_eq!(ctype, "text/plain; version=0.0.4; charset=utf-8");
+        assert!(
+            body.lines().any(|l| l == "hotline_operator_leader 1"),
+            "{body}"
+        );
+        assert!(body.contains("# TYPE hotline_operator_leader gauge"));
+
+        let (code, _, _) = get(addr, "/nope").await;
+        assert_eq!(code, 404);
+        task.abort();
+    }
+}
