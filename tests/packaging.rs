@@ -284,14 +284,14 @@ struct Release {
 }
 
 impl Release {
-    /// `helm install --wait` of the chart into `namespace`, with the people
-    /// ClusterRoles renamed after the release so parallel runs never share
-    /// a cluster-scoped object.
+    /// `helm install` of the chart into `namespace` (`extra`: more flags,
+    /// e.g. `--wait`), with the people ClusterRoles renamed after the
+    /// release so parallel runs never share a cluster-scoped object.
     async fn install(name: &str, namespace: &str, extra: &[&str]) -> R<Self> {
         let mut cmd = helm().await?;
         cmd.args(["install", name])
             .arg(chart_dir())
-            .args(["--namespace", namespace, "--wait", "--timeout", "60s"])
+            .args(["--namespace", namespace])
             .args([
                 "--set",
                 &format!("rbac.people.declarerName=hotline-crisis-declarer-{name}"),
@@ -1006,6 +1006,10 @@ async fn monitoring_objects_render_and_rules_pass_promtool() -> R {
     let svc = find(&objs, "Service", "rel-hotline-operator-metrics")?;
     ensure!(svc["spec"]["ports"][0]["name"] == "metrics");
     ensure!(monitor["spec"]["selector"]["matchLabels"] == svc["spec"]["selector"]);
+    // The rules select job="hotline-operator": the job comes from this label.
+    let job_label = s(monitor, "/spec/jobLabel");
+    let job = svc["metadata"]["labels"][job_label].as_str();
+    ensure!(job == Some("hotline-operator"), "scrape job {job:?}");
 
     let dashboard = find(&objs, "ConfigMap", "rel-hotline-operator-dashboard")?;
     let json: Value = serde_json::from_str(s(dashboard, "/data/hotline-operator.json"))?;
@@ -1102,7 +1106,12 @@ async fn helm_install_creates_everything_and_uninstall_removes_it() -> R {
         &ns.name,
         "pod-security.kubernetes.io/enforce=restricted",
     ]))?;
-    let release = Release::install(&format!("hl-{}", suffix(&ns)), &ns.name, &[]).await?;
+    let release = Release::install(
+        &format!("hl-{}", suffix(&ns)),
+        &ns.name,
+        &["--wait", "--timeout", "60s"],
+    )
+    .await?;
     let manifest = release.manifest()?;
     let objs = parse_docs(&manifest)?;
     let kinds: BTreeSet<&str> = objs.iter().map(kind).collect();
@@ -1476,6 +1485,7 @@ struct OperatorSetup {
     declarer: String,
     kubeconfig: PathBuf,
     work: WorkDir,
+    leases: Api<Lease>,
 }
 
 impl OperatorSetup {
@@ -1543,6 +1553,7 @@ impl OperatorSetup {
             declarer,
             kubeconfig,
             work,
+            leases: ns.api(),
         })
     }
 
@@ -1566,8 +1577,8 @@ impl OperatorSetup {
     }
 
     async fn lease_holder(&self) -> R<String> {
-        let api: Api<Lease> = Api::namespaced(support::client().await?, &self.namespace);
-        Ok(api
+        Ok(self
+            .leases
             .get_opt(&self.account)
             .await?
             .and_then(|l| l.spec)
