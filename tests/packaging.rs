@@ -968,7 +968,8 @@ async fn deployment_is_restricted_highly_available_and_probed() -> R {
 }
 
 /// The PrometheusRule carries the rules file and promtool accepts it; the
-/// dashboard is valid JSON; the monitoring objects select the metrics port.
+/// dashboard's queries parse and name exported metrics; the monitoring
+/// objects select the metrics port.
 #[tokio::test]
 async fn monitoring_objects_render_and_rules_pass_promtool() -> R {
     let objs = render(
@@ -987,19 +988,63 @@ async fn monitoring_objects_render_and_rules_pass_promtool() -> R {
     );
     ensure!(s(rule, "/metadata/labels/release") == "kube-prometheus-stack");
 
+    // The dashboard's queries, as recording rules, must parse too, and name
+    // metrics the operator exports.
+    let dashboard = find(&objs, "ConfigMap", "rel-hotline-operator-dashboard")?;
+    ensure!(s(dashboard, "/metadata/labels/grafana_dashboard") == "1");
+    let board: Value = serde_json::from_str(s(dashboard, "/data/hotline-operator.json"))?;
+    let exprs: Vec<String> = board["panels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+        .map(|t| s(t, "/expr").replace("$namespace", ".*"))
+        .collect();
+    ensure!(exprs.len() >= 10, "dashboard queries: {exprs:?}");
+    let exported = std::fs::read_to_string(root().join("src/metrics.rs"))?;
+    let metric = regex::Regex::new(r"\b(hotline|crisisplan)_[a-z_]+")?;
+    for expr in &exprs {
+        for m in metric.find_iter(expr) {
+            let name = m.as_str();
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|x| name.strip_suffix(x))
+                .unwrap_or(name);
+            let in_source = match base.strip_prefix("hotline_operator_") {
+                Some(rest) => exported.contains(&format!("{{p}}_{rest}\"")),
+                None => exported.contains(&format!("\"{base}\"")),
+            };
+            ensure!(
+                in_source,
+                "the dashboard queries {base}, not in src/metrics.rs"
+            );
+        }
+    }
+    let dashboard_rules = json!({"groups": [{
+        "name": "dashboard",
+        "rules": exprs.iter().enumerate()
+            .map(|(i, e)| json!({"record": format!("dashboard:query_{i}"), "expr": e}))
+            .collect::<Vec<_>>(),
+    }]});
+
     let promtool = match std::env::var_os("PROMTOOL") {
         Some(p) => PathBuf::from(p),
         None => {
             PathBuf::from(run(&mut Command::new(root().join("hack/install-prometheus.sh")))?.trim())
         }
     };
-    let dir = std::env::temp_dir().join(format!("hotline-packaging-rules-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let file = dir.join("rules.yaml");
-    std::fs::write(&file, serde_yaml::to_string(&rule["spec"])?)?;
-    let checked = run(Command::new(&promtool).args(["check", "rules"]).arg(&file));
-    let _ = std::fs::remove_dir_all(&dir);
-    checked?;
+    let work = WorkDir(
+        std::env::temp_dir().join(format!("hotline-packaging-rules-{}", std::process::id())),
+    );
+    std::fs::create_dir_all(&work.0)?;
+    for (file, rules) in [
+        ("rules.yaml", &rule["spec"]),
+        ("dashboard.yaml", &dashboard_rules),
+    ] {
+        let path = work.0.join(file);
+        std::fs::write(&path, serde_yaml::to_string(rules)?)?;
+        run(Command::new(&promtool).args(["check", "rules"]).arg(&path))?;
+    }
 
     let monitor = find(&objs, "ServiceMonitor", "rel-hotline-operator")?;
     ensure!(monitor["spec"]["endpoints"][0]["port"] == "metrics");
@@ -1010,11 +1055,6 @@ async fn monitoring_objects_render_and_rules_pass_promtool() -> R {
     let job_label = s(monitor, "/spec/jobLabel");
     let job = svc["metadata"]["labels"][job_label].as_str();
     ensure!(job == Some("hotline-operator"), "scrape job {job:?}");
-
-    let dashboard = find(&objs, "ConfigMap", "rel-hotline-operator-dashboard")?;
-    let json: Value = serde_json::from_str(s(dashboard, "/data/hotline-operator.json"))?;
-    ensure!(json["panels"].as_array().is_some_and(|p| !p.is_empty()));
-    ensure!(s(dashboard, "/metadata/labels/grafana_dashboard") == "1");
 
     let policy = find(&objs, "NetworkPolicy", "rel-hotline-operator")?;
     ensure!(policy["spec"]["podSelector"]["matchLabels"] == svc["spec"]["selector"]);
