@@ -360,7 +360,14 @@ async fn redeclare_during_exit_and_retarget_while_active() -> anyhow::Result<()>
     assert_eq!(s.history.len(), 1, "the interrupted crisis is in history");
     assert_eq!(s.history[0].scenario, "disaster");
     assert_eq!(s.current.map(|c| c.scenario).as_deref(), Some("outage"));
-    assert_eq!(replicas(&d, "care-gateway").await?, Some(10));
+    // The new, smaller crisis is Active at once (the disaster capacity is
+    // still there); the hotline then follows the new target.
+    wait_for(
+        "gateway at 10 for the new crisis",
+        Duration::from_secs(5),
+        || async { anyhow::Ok(replicas(&d, "care-gateway").await? == Some(10)) },
+    )
+    .await?;
     op.stop().await?;
     ns.cleanup().await?;
     Ok(())
