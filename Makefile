@@ -11,8 +11,9 @@ lint:          ## formatting and clippy, as CI runs them
 	cargo fmt --all -- --check
 	cargo clippy --all-targets --locked -- -D warnings
 
-crds:          ## regenerate crds/ from the Rust types
+crds:          ## regenerate crds/ from the Rust types, and the chart's and kustomize base's copies
 	cargo run --locked --quiet --bin crdgen
+	hack/sync-chart-crds.sh
 
 ci:            ## what .ci/run runs
 	.ci/run
