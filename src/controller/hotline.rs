@@ -618,6 +618,10 @@ async fn apply_announcement(
             "scenario": scenario.unwrap_or(""),
         },
     });
+    let key = format!("ConfigMap/{ns}/{cm_name}");
+    if ctx.already_applied(&key, &body) {
+        return Ok(());
+    }
     api.patch(
         &cm_name,
         &PatchParams::apply(MANAGER).force(),
@@ -625,6 +629,7 @@ async fn apply_announcement(
     )
     .await
     .ctx(|| format!("applying ConfigMap {ns}/{cm_name}"))?;
+    ctx.remember_applied(&key, &body);
     Ok(())
 }
 
@@ -701,13 +706,17 @@ async fn apply_managed(
             "metadata": {"name": dname, "labels": selector, "ownerReferences": owner},
             "spec": {"selector": selector, "ports": ports},
         });
-        api.patch(
-            &dname,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&body),
-        )
-        .await
-        .ctx(|| format!("applying Service {ns}/{dname}"))?;
+        let key = format!("Service/{ns}/{dname}");
+        if !ctx.already_applied(&key, &body) {
+            api.patch(
+                &dname,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&body),
+            )
+            .await
+            .ctx(|| format!("applying Service {ns}/{dname}"))?;
+            ctx.remember_applied(&key, &body);
+        }
     }
     let ready_replicas = live
         .as_ref()

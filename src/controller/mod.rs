@@ -113,9 +113,31 @@ pub struct Context {
     /// True while this replica holds the leader Lease (always true without
     /// leader election). Only the leader reconciles.
     pub leading: tokio::sync::watch::Receiver<bool>,
+    /// Hash of the last body this process applied per child object
+    /// (`kind/namespace/name`), for children we do not watch (announcement
+    /// ConfigMaps, Services): an unchanged body is not re-applied on every
+    /// reconcile. A restart, or any change of the body, applies again.
+    pub applied: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl Context {
+    /// Whether `body` is what this process last applied under `key`.
+    pub fn already_applied(&self, key: &str, body: &serde_json::Value) -> bool {
+        let h = body_hash(body);
+        self.applied
+            .lock()
+            .map(|m| m.get(key) == Some(&h))
+            .unwrap_or(false)
+    }
+
+    /// Records that `body` was applied under `key`.
+    pub fn remember_applied(&self, key: &str, body: &serde_json::Value) {
+        let h = body_hash(body);
+        if let Ok(mut m) = self.applied.lock() {
+            m.insert(key.to_owned(), h);
+        }
+    }
+
     /// Whether this replica may write.
     pub fn is_leader(&self) -> bool {
         *self.leading.borrow()
@@ -165,6 +187,14 @@ pub fn reporter() -> Reporter {
         controller: MANAGER.into(),
         instance: std::env::var("POD_NAME").ok(),
     }
+}
+
+fn body_hash(v: &serde_json::Value) -> u64 {
+    v.to_string()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
 }
 
 fn note_hash(s: &str) -> u32 {
@@ -386,6 +416,7 @@ pub async fn run(
     tokio::spawn(election);
     let ctx = Arc::new(Context {
         leading: leading_rx,
+        applied: Default::default(),
         recorder: Recorder::new(client.clone(), reporter()),
         client,
         hotlines: hotlines.clone(),
