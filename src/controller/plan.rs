@@ -120,7 +120,7 @@ async fn reconcile_inner(plan: &CrisisPlan, ctx: &Context) -> Result<Action, Err
             ev.message(),
         )
         .await;
-        info!(reason = ev.reason(), message = %ev.message(), "event");
+        info!(reason = ev.reason(), note = %ev.message(), "event");
     }
     record_metrics(
         ctx,
@@ -191,6 +191,19 @@ fn record_metrics(
     let m = &ctx.metrics;
     let phase = new.phase.unwrap_or(Phase::Standby);
     m.set_phase(ns, name, phase);
+    // CrisisSurgeBudgetExceeded lasts the whole crisis, not only until ready.
+    m.set_budget_missed(
+        ns,
+        name,
+        matches!(phase, Phase::Surging | Phase::Active)
+            && new
+                .current
+                .as_ref()
+                .is_some_and(|c| c.budget_met == Some(false)),
+    );
+    if let Some(t) = plan.metadata.creation_timestamp.as_ref() {
+        m.set_plan_created(ns, name, t.0);
+    }
     if let Ok(b) = duration::parse_duration(&plan.spec.time_budget) {
         m.plan_time_budget
             .with_label_values(&[ns, name])
