@@ -22,7 +22,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use tracing::{debug, info, instrument, warn};
+use tracing::{debug, info, instrument};
 
 use super::{COMPONENT_LABEL, Context, Error, HOTLINE_LABEL, KubeContext, MANAGER};
 use crate::api::{
@@ -240,11 +240,7 @@ struct ComponentOutcome {
 pub async fn reconcile(hotline: Arc<Hotline>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_timer(CONTROLLER);
     let res = reconcile_inner(&hotline, &ctx).await;
-    let result = if res.is_ok() { "ok" } else { "error" };
-    ctx.metrics
-        .reconciles
-        .with_label_values(&[CONTROLLER, result])
-        .inc();
+    ctx.record_reconcile(CONTROLLER, &res);
     res
 }
 
@@ -898,12 +894,7 @@ pub fn hotlines_of_workload(
 }
 
 pub fn error_policy(_hotline: Arc<Hotline>, err: &Error, ctx: Arc<Context>) -> Action {
-    warn!(error = %err, category = err.category(), "hotline reconcile failed");
-    ctx.metrics
-        .reconcile_errors
-        .with_label_values(&[CONTROLLER, err.category()])
-        .inc();
-    Action::requeue(err.retry_after())
+    ctx.on_error(CONTROLLER, err)
 }
 
 /// Builds and runs the Hotline controller until shutdown. The streams are

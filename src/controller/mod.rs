@@ -121,6 +121,30 @@ pub struct Context {
 }
 
 impl Context {
+    /// Counts a finished reconcile of `controller` by result.
+    pub fn record_reconcile<T>(&self, controller: &'static str, res: &Result<T, Error>) {
+        let result = if res.is_ok() { "ok" } else { "error" };
+        self.metrics
+            .reconciles
+            .with_label_values(&[controller, result])
+            .inc();
+    }
+
+    /// Shared error policy: log, count by category, retry after the
+    /// category's delay.
+    pub fn on_error(
+        &self,
+        controller: &'static str,
+        err: &Error,
+    ) -> kube::runtime::controller::Action {
+        warn!(error = %err, category = err.category(), controller, "reconcile failed");
+        self.metrics
+            .reconcile_errors
+            .with_label_values(&[controller, err.category()])
+            .inc();
+        kube::runtime::controller::Action::requeue(err.retry_after())
+    }
+
     /// Whether `body` is what this process last applied under `key`.
     pub fn already_applied(&self, key: &str, body: &serde_json::Value) -> bool {
         let h = body_hash(body);

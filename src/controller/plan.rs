@@ -16,13 +16,12 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use tracing::{debug, info, instrument, warn};
+use tracing::{debug, info, instrument};
 
 use super::{Context, Error, KubeContext, MANAGER};
 use crate::api::{CrisisPlan, CrisisPlanStatus, Hotline, Phase};
 use crate::core::lifecycle::{self, HotlineObservation, Observed};
 use crate::core::{capacity, duration};
-use crate::metrics::phase_name;
 
 const CONTROLLER: &str = "crisisplan";
 
@@ -77,11 +76,7 @@ pub fn observe(plan: &CrisisPlan, hotlines: &[Arc<Hotline>], now: Timestamp) -> 
 pub async fn reconcile(plan: Arc<CrisisPlan>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_timer(CONTROLLER);
     let res = reconcile_inner(&plan, &ctx).await;
-    let result = if res.is_ok() { "ok" } else { "error" };
-    ctx.metrics
-        .reconciles
-        .with_label_values(&[CONTROLLER, result])
-        .inc();
+    ctx.record_reconcile(CONTROLLER, &res);
     res
 }
 
@@ -284,7 +279,6 @@ fn record_metrics(
                 .set(t.as_millisecond() as f64 / 1000.0);
         }
     }
-    let _ = phase_name;
 }
 
 /// Plans (same namespace) that name this hotline: a hotline's readiness or
@@ -303,12 +297,7 @@ pub fn plans_of_hotline(
 }
 
 pub fn error_policy(_plan: Arc<CrisisPlan>, err: &Error, ctx: Arc<Context>) -> Action {
-    warn!(error = %err, category = err.category(), "crisisplan reconcile failed");
-    ctx.metrics
-        .reconcile_errors
-        .with_label_values(&[CONTROLLER, err.category()])
-        .inc();
-    Action::requeue(err.retry_after())
+    ctx.on_error(CONTROLLER, err)
 }
 
 /// Runs the CrisisPlan controller until shutdown.
