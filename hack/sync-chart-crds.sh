@@ -5,6 +5,7 @@
 #   deploy/prometheus/rules.yaml  -> charts/hotline-operator/files/prometheus-rules.yaml
 #                                    (only once that file exists; until then the
 #                                    chart keeps its placeholder group)
+#   deploy/grafana/hotline-operator.json -> charts/hotline-operator/files/dashboard.json
 #   the chart's rules file        -> deploy/overlays/prometheus-operator/prometheusrule.yaml
 #                                    (wrapped in a PrometheusRule)
 # Run it after `cargo run --bin crdgen` or after changing the alert rules;
@@ -52,6 +53,7 @@ for dest in "$CHART/crds" deploy/base/crds; do
 done
 
 if [[ -f $RULES_SRC ]]; then put "$RULES_SRC" "$CHART_RULES"; fi
+put deploy/grafana/hotline-operator.json "$CHART/files/dashboard.json"
 
 # The PrometheusRule of the overlay: the chart's template rendered for release
 # hotline-operator in hotline-system, without Helm's own labels.

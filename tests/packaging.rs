@@ -977,14 +977,43 @@ async fn monitoring_objects_render_and_rules_pass_promtool() -> R {
     let dashboard = find(&objs, "ConfigMap", "rel-hotline-operator-dashboard")?;
     ensure!(s(dashboard, "/metadata/labels/grafana_dashboard") == "1");
     let board: Value = serde_json::from_str(s(dashboard, "/data/hotline-operator.json"))?;
-    let exprs: Vec<String> = board["panels"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    // Panels may sit in rows; Grafana's variables become what Grafana would
+    // put there, so promtool sees the query Prometheus will receive.
+    fn panels(list: &Value, out: &mut Vec<Value>) {
+        for p in list.as_array().into_iter().flatten() {
+            out.push(p.clone());
+            panels(&p["panels"], out);
+        }
+    }
+    let mut all = Vec::new();
+    panels(&board["panels"], &mut all);
+    let variable = regex::Regex::new(r"\$(__rate_interval|__interval|__range|[a-z_]+)\b")?;
+    let exprs: Vec<String> = all
+        .iter()
         .flat_map(|p| p["targets"].as_array().into_iter().flatten())
-        .map(|t| s(t, "/expr").replace("$namespace", ".*"))
+        .map(|t| {
+            variable
+                .replace_all(s(t, "/expr"), |c: &regex::Captures| match &c[1] {
+                    "__rate_interval" | "__range" => "5m".to_string(),
+                    "__interval" => "1m".to_string(),
+                    _ => ".*".to_string(),
+                })
+                .into_owned()
+        })
         .collect();
     ensure!(exprs.len() >= 10, "dashboard queries: {exprs:?}");
+    ensure!(
+        exprs.iter().all(|e| !e.contains('$')),
+        "a Grafana variable left in a query: {exprs:?}"
+    );
+    // The chart ships the same dashboard as deploy/grafana.
+    let shipped: Value = serde_json::from_str(&std::fs::read_to_string(
+        root().join("deploy/grafana/hotline-operator.json"),
+    )?)?;
+    ensure!(
+        board == shipped,
+        "the chart's dashboard is not deploy/grafana's"
+    );
     let exported = std::fs::read_to_string(root().join("src/metrics.rs"))?;
     let metric = regex::Regex::new(r"\b(hotline|crisisplan)_[a-z_]+")?;
     for expr in &exprs {
