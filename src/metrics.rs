@@ -371,9 +371,6 @@ impl Metrics {
                 .plan_phase
                 .remove_label_values(&[namespace, plan, phase_name(p)]);
         }
-        let _ = self
-            .plan_surge_deadline
-            .remove_label_values(&[namespace, plan]);
         for g in [
             &self.plan_surge_deadline,
             &self.plan_time_budget,

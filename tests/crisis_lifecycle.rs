@@ -633,3 +633,67 @@ async fn operator_restart_mid_surge_and_mid_step_down_resumes_from_status() -> a
     ns.cleanup().await?;
     Ok(())
 }
+
+/// Deleting a plan and a hotline drops their metric series: no finalizer
+/// calls the controllers on deletion, so without this a deleted plan would
+/// keep its phase, budget and deadline series (and its alerts) forever.
+#[tokio::test]
+async fn deleted_plan_and_hotline_leave_no_metric_series() -> anyhow::Result<()> {
+    install_crds().await?;
+    let ns = TestNamespace::new("cp-forget").await?;
+    let op = Operator::start(ns.client.clone(), &ns.name).await?;
+    let (hotlines, plans) = (ns.api::<Hotline>(), ns.api::<CrisisPlan>());
+    create(
+        &hotlines,
+        &fixtures::hotline("care", 10, vec![managed("gateway", 10, Duration::ZERO)])?,
+    )
+    .await?;
+    create(
+        &plans,
+        &fixtures::plan("retail", &["care"], "1m", &[("outage", 100)], 25, "5m")?,
+    )
+    .await?;
+    let in_ns = format!("namespace=\"{}\"", ns.name);
+    let (plan_label, hotline_label) = ("plan=\"retail\"", "hotline=\"care\"");
+    let series = |needle: &str| {
+        op.metrics
+            .render()
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains(&in_ns) && l.contains(needle))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    wait_for("plan and hotline series exported", CONVERGE, || async {
+        anyhow::Ok(
+            series(plan_label)
+                .iter()
+                .any(|l| l.starts_with("crisisplan_phase"))
+                && series(hotline_label)
+                    .iter()
+                    .any(|l| l.starts_with("hotline_component_desired_replicas")),
+        )
+    })
+    .await
+    .with_context(|| op.metrics.render())?;
+
+    let gone = kube::api::DeleteParams::default();
+    plans.delete("retail", &gone).await?;
+    wait_for("no series of the deleted plan", CONVERGE, || async {
+        anyhow::Ok(series(plan_label).is_empty())
+    })
+    .await
+    .with_context(|| format!("left: {:?}", series(plan_label)))?;
+    anyhow::ensure!(
+        !series(hotline_label).is_empty(),
+        "the hotline's series went with the plan"
+    );
+
+    hotlines.delete("care", &gone).await?;
+    wait_for("no series of the deleted hotline", CONVERGE, || async {
+        anyhow::Ok(series(hotline_label).is_empty())
+    })
+    .await
+    .with_context(|| format!("left: {:?}", series(hotline_label)))?;
+    op.stop().await?;
+    ns.cleanup().await
+}

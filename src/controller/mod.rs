@@ -330,6 +330,21 @@ fn trim_statefulset(s: &mut StatefulSet) {
     }
 }
 
+/// What to do when the watch reports an object deleted: the controllers are
+/// not called for deletions (no finalizers), so per-object metric series are
+/// dropped here, or they would be scraped forever.
+type OnDelete<K> = fn(&crate::metrics::Metrics, &K);
+
+fn forget_hotline(m: &crate::metrics::Metrics, h: &Hotline) {
+    use kube::ResourceExt;
+    m.forget_hotline(&h.namespace().unwrap_or_default(), &h.name_any());
+}
+
+fn forget_plan(m: &crate::metrics::Metrics, p: &CrisisPlan) {
+    use kube::ResourceExt;
+    m.forget_plan(&p.namespace().unwrap_or_default(), &p.name_any());
+}
+
 /// Starts one shared watch of `K` feeding a store: returns the store, one
 /// subscription per consumer, and the future that drives the watch.
 fn shared_watch<K>(
@@ -337,6 +352,7 @@ fn shared_watch<K>(
     metrics: Arc<crate::metrics::Metrics>,
     resource: &'static str,
     trim: fn(&mut K),
+    on_delete: Option<OnDelete<K>>,
     subscribers: usize,
 ) -> (
     Store<K>,
@@ -363,9 +379,17 @@ where
             .modify(trim)
             .reflect_shared(writer)
             .for_each(|ev| {
-                if let Err(e) = &ev {
-                    warn!(error = %e, resource, "watch error; restarting with backoff");
-                    metrics.watch_restarts.with_label_values(&[resource]).inc();
+                match &ev {
+                    Err(e) => {
+                        warn!(error = %e, resource, "watch error; restarting with backoff");
+                        metrics.watch_restarts.with_label_values(&[resource]).inc();
+                    }
+                    Ok(watcher::Event::Delete(obj)) => {
+                        if let Some(forget) = on_delete {
+                            forget(&metrics, obj);
+                        }
+                    }
+                    Ok(_) => {}
                 }
                 future::ready(())
             })
@@ -389,6 +413,7 @@ pub async fn run(
         metrics.clone(),
         "hotlines",
         trim_meta::<Hotline>,
+        Some(forget_hotline as OnDelete<Hotline>),
         2,
     );
     let (plans, mut cp_subs, cp_drain) = shared_watch(
@@ -396,6 +421,7 @@ pub async fn run(
         metrics.clone(),
         "crisisplans",
         trim_meta::<CrisisPlan>,
+        Some(forget_plan as OnDelete<CrisisPlan>),
         2,
     );
     let (deployments, mut d_subs, d_drain) = shared_watch(
@@ -403,6 +429,7 @@ pub async fn run(
         metrics.clone(),
         "deployments",
         trim_deployment,
+        None,
         1,
     );
     let (_sts, mut s_subs, s_drain) = shared_watch(
@@ -410,6 +437,7 @@ pub async fn run(
         metrics.clone(),
         "statefulsets",
         trim_statefulset,
+        None,
         1,
     );
     let (leading_tx, leading_rx) = tokio::sync::watch::channel(opts.leader.is_none());
