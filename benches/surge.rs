@@ -178,6 +178,101 @@ impl Drop for OperatorProcess {
     }
 }
 
+// ---------- profile: API writes, from the apiserver's own counters ----------
+
+/// Mutating requests the kube-apiserver has served so far, by
+/// `verb resource[/subresource]` (its `apiserver_request_total`), for every
+/// client: the delta over a run says where the write budget went.
+async fn apiserver_writes(client: &Client) -> anyhow::Result<BTreeMap<String, f64>> {
+    let req = http::Request::get("/metrics").body(Vec::new())?;
+    let text = client.request_text(req).await?;
+    let label = |line: &str, key: &str| -> String {
+        line.split_once(&format!("{key}=\""))
+            .and_then(|(_, r)| r.split_once('"'))
+            .map(|(v, _)| v.to_owned())
+            .unwrap_or_default()
+    };
+    let mut out = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+    {
+        let verb = label(line, "verb");
+        if !matches!(verb.as_str(), "POST" | "PATCH" | "PUT" | "DELETE" | "APPLY") {
+            continue;
+        }
+        let Some(v) = line
+            .rsplit_once(' ')
+            .and_then(|(_, v)| v.parse::<f64>().ok())
+        else {
+            continue;
+        };
+        let sub = label(line, "subresource");
+        let resource = label(line, "resource");
+        let key = if sub.is_empty() {
+            format!("{verb} {resource}")
+        } else {
+            format!("{verb} {resource}/{sub}")
+        };
+        *out.entry(key).or_default() += v;
+    }
+    Ok(out)
+}
+
+/// Prints what was written between two snapshots, biggest first.
+fn print_writes(what: &str, before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) {
+    let mut rows: Vec<(String, f64)> = after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, d)| *d >= 1.0)
+        .collect();
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let total: f64 = rows.iter().map(|r| r.1).sum();
+    let list = rows
+        .iter()
+        .map(|(k, d)| format!("{k} {d:.0}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    eprintln!("  {what}: {total:.0} API writes: {list}");
+}
+
+/// The operator's reconciles so far, by controller (from its /metrics).
+fn operator_reconciles(port: u16) -> BTreeMap<String, f64> {
+    let out = Command::new("curl")
+        .args(["-fsS", &format!("http://127.0.0.1:{port}/metrics")])
+        .output();
+    let text = out
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let mut m = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("hotline_operator_reconciles_total{"))
+    {
+        let controller = line
+            .split_once("controller=\"")
+            .and_then(|(_, r)| r.split_once('"'))
+            .map(|(v, _)| v.to_owned())
+            .unwrap_or_default();
+        if let Some(v) = line
+            .rsplit_once(' ')
+            .and_then(|(_, v)| v.parse::<f64>().ok())
+        {
+            *m.entry(controller).or_default() += v;
+        }
+    }
+    m
+}
+
+fn print_reconciles(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) {
+    let list = after
+        .iter()
+        .map(|(k, v)| format!("{k} {:.0}", v - before.get(k).copied().unwrap_or(0.0)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    eprintln!("  operator reconciles: {list}");
+}
+
 // ---------- observation ----------
 
 /// Records, per Deployment, when each `spec.replicas` value was first seen.
@@ -436,6 +531,10 @@ async fn reaction1000(
     );
     let mut values = Vec::new();
     for run in 0..runs {
+        let (w0, r0) = (
+            apiserver_writes(&ns.client).await?,
+            operator_reconciles(port),
+        );
         let t0 = Instant::now();
         let patches: Vec<_> = (0..100)
             .map(|p| {
@@ -456,6 +555,12 @@ async fn reaction1000(
             "run {run}: 2000 Deployments written in {:.0} ms",
             ms(t - t0)
         );
+        print_writes(
+            "declaration -> last Deployment",
+            &w0,
+            &apiserver_writes(&ns.client).await?,
+        );
+        print_reconciles(&r0, &operator_reconciles(port));
         let t1 = Instant::now();
         let ends: Vec<_> = (0..100)
             .map(|p| {
@@ -538,6 +643,7 @@ async fn reaction1000(
     // while the control plane creates the same 2000 pods.
     let mut floor = Vec::new();
     for run in 0..runs.min(3) {
+        let w0 = apiserver_writes(&ns.client).await?;
         let t0 = Instant::now();
         let patches: Vec<_> = names
             .iter()
@@ -562,6 +668,11 @@ async fn reaction1000(
         eprintln!(
             "floor run {run}: 2000 Deployments patched directly in {:.0} ms",
             ms(t - t0)
+        );
+        print_writes(
+            "floor patches -> last Deployment",
+            &w0,
+            &apiserver_writes(&ns.client).await?,
         );
         let t1 = Instant::now();
         let patches: Vec<_> = names

@@ -26,10 +26,10 @@ use tracing::{debug, info, instrument};
 
 use super::{COMPONENT_LABEL, Context, Error, HOTLINE_LABEL, KubeContext, MANAGER};
 use crate::api::{
-    ActivePlan, AnnouncementStatus, Component, ComponentStatus, CrisisPlan, Hotline, HotlineMode,
-    HotlineStatus, Phase, WorkloadRef,
+    ActivePlan, AnnouncementStatus, Component, ComponentStatus, CrisisPlan, CrisisPlanStatus,
+    Hotline, HotlineMode, HotlineStatus, Phase, WorkloadRef,
 };
-use crate::core::lifecycle::set_condition;
+use crate::core::lifecycle::{self, set_condition};
 use crate::core::{capacity, schedule, validate};
 
 const CONTROLLER: &str = "hotline";
@@ -50,13 +50,34 @@ pub fn announcement_config_map(hotline: &str) -> String {
     format!("{hotline}-announcement")
 }
 
-/// The targets CrisisPlans publish for `hotline` (namespace `ns`): plans in a
-/// crisis phase that still list the hotline in their spec and publish a
-/// target for it.
+/// A plan's status as its controller is about to write it: the pure
+/// lifecycle run on what the caches hold at `now`.
+///
+/// The Hotline controller reads targets from this projection rather than from
+/// the plan's last written status, so a declaration reaches the Deployments
+/// without waiting for the plan's status write and its watch event (one API
+/// round trip less on the critical path). Both controllers run the same
+/// function on the same caches, so they agree; the written status follows
+/// within one round trip and triggers the hotlines again.
+pub fn projected_status(
+    plan: &CrisisPlan,
+    hotlines: &Store<Hotline>,
+    now: jiff::Timestamp,
+) -> CrisisPlanStatus {
+    let old = plan.status.clone().unwrap_or_default();
+    let observed = super::plan::observe(plan, hotlines, now);
+    lifecycle::reconcile(&plan.spec, plan.metadata.generation, &old, &observed, now).status
+}
+
+/// The targets CrisisPlans publish for `hotline` (namespace `ns`) at `now`:
+/// plans in a crisis phase that still list the hotline in their spec and
+/// publish a target for it (see [`projected_status`]).
 pub fn published_targets(
     plans: &[Arc<CrisisPlan>],
+    hotlines: &Store<Hotline>,
     ns: &str,
     hotline: &str,
+    now: jiff::Timestamp,
 ) -> Vec<(ActivePlan, Phase)> {
     let mut out = Vec::new();
     for plan in plans {
@@ -66,9 +87,8 @@ pub fn published_targets(
         if !plan.spec.hotlines.iter().any(|h| h.name == hotline) {
             continue;
         }
-        let Some(status) = plan.status.as_ref() else {
-            continue;
-        };
+        let projected = projected_status(plan, hotlines, now);
+        let status = &projected;
         let Some(phase) = status.phase else { continue };
         if phase == Phase::Standby {
             continue;
@@ -325,7 +345,7 @@ async fn reconcile_inner(hotline: &Hotline, ctx: &Context) -> Result<Action, Err
 
     // What to deliver.
     let plans = ctx.plans.state();
-    let active = published_targets(&plans, &ns, &name);
+    let active = published_targets(&plans, &ctx.hotlines, &ns, &name, now);
     let target = capacity::target_calls(standby.calls, active.iter().map(|(a, _)| a.calls));
     let above_standby = |want: &[Phase]| {
         active
@@ -940,4 +960,66 @@ pub async fn run(
             }
         })
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::{reflector, watcher};
+
+    fn hotline() -> Hotline {
+        serde_json::from_value(json!({
+            "apiVersion": "crisis.hotline.dev/v1alpha1",
+            "kind": "Hotline",
+            "metadata": {"name": "care", "namespace": "ns"},
+            "spec": {
+                "numbers": ["+33123456789"],
+                "standby": {"calls": 10},
+                "components": [{"name": "gateway", "callsPerReplica": 10,
+                    "workloadRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "gw"}}],
+            },
+        }))
+        .expect("hotline fixture")
+    }
+
+    fn plan(status: serde_json::Value) -> Arc<CrisisPlan> {
+        Arc::new(
+            serde_json::from_value(json!({
+                "apiVersion": "crisis.hotline.dev/v1alpha1",
+                "kind": "CrisisPlan",
+                "metadata": {"name": "retail", "namespace": "ns", "generation": 1},
+                "spec": {
+                    "hotlines": [{"name": "care"}],
+                    "timeBudget": "5m",
+                    "scenarios": [{"name": "outage", "surge": {"calls": 100}}],
+                },
+                "status": status,
+            }))
+            .expect("plan fixture"),
+        )
+    }
+
+    /// A declaration the plan controller has not acknowledged yet (status
+    /// still Standby, no targets) already yields the surge target, so the
+    /// hotline does not wait for the plan's status write.
+    #[test]
+    fn a_pending_declaration_publishes_the_surge_target_at_once() {
+        let (store, mut writer) = reflector::store::<Hotline>();
+        writer.apply_watcher_event(&watcher::Event::Apply(hotline()));
+        let now = jiff::Timestamp::from_second(1_800_000_000).expect("timestamp");
+
+        let idle = plan(json!({"phase": "Standby"}));
+        assert!(published_targets(&[idle], &store, "ns", "care", now).is_empty());
+
+        let declared = plan(json!({"phase": "Standby", "declaration": {"scenario": "outage"}}));
+        let active = published_targets(&[declared], &store, "ns", "care", now);
+        assert_eq!(active.len(), 1, "{active:?}");
+        assert_eq!(active[0].0.calls, 100);
+        assert_eq!(active[0].0.scenario.as_deref(), Some("outage"));
+        assert_eq!(active[0].1, Phase::Surging);
+
+        // A plan in another namespace or not naming the hotline publishes nothing.
+        let declared = plan(json!({"phase": "Standby", "declaration": {"scenario": "outage"}}));
+        assert!(published_targets(&[declared], &store, "other", "care", now).is_empty());
+    }
 }

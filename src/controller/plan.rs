@@ -13,7 +13,7 @@ use jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::Controller;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{debug, info, instrument};
@@ -25,14 +25,13 @@ use crate::core::{capacity, duration};
 
 const CONTROLLER: &str = "crisisplan";
 
-/// What the plan controller sees of each hotline it names.
-pub fn observe(plan: &CrisisPlan, hotlines: &[Arc<Hotline>], now: Timestamp) -> Observed {
-    let ns = plan.namespace();
+/// What the plan controller sees of each hotline it names (one cache lookup
+/// per hotline).
+pub fn observe(plan: &CrisisPlan, hotlines: &Store<Hotline>, now: Timestamp) -> Observed {
+    let ns = plan.namespace().unwrap_or_default();
     let mut out = BTreeMap::new();
     for h in &plan.spec.hotlines {
-        let found = hotlines
-            .iter()
-            .find(|x| x.name_any() == h.name && x.namespace() == ns);
+        let found = hotlines.get(&ObjectRef::new(&h.name).within(&ns));
         let obs = match found {
             None => HotlineObservation {
                 exists: false,
@@ -95,7 +94,7 @@ async fn reconcile_inner(plan: &CrisisPlan, ctx: &Context) -> Result<Action, Err
     }
     let now = ctx.now();
     let old = plan.status.clone().unwrap_or_default();
-    let observed = observe(plan, &ctx.hotlines.state(), now);
+    let observed = observe(plan, &ctx.hotlines, now);
     let outcome = lifecycle::reconcile(&plan.spec, plan.metadata.generation, &old, &observed, now);
 
     // Write what changed, never the declaration.
