@@ -317,6 +317,20 @@ impl ReplicaLog {
         Some(last)
     }
 
+    /// When the first Deployment in `names` showed `want` after `since`.
+    fn first_reached(&self, names: &[String], want: i32, since: Instant) -> Option<Instant> {
+        let m = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        names
+            .iter()
+            .filter_map(|n| {
+                m.get(n)?
+                    .iter()
+                    .find(|(t, r)| *t >= since && *r == want)
+                    .map(|x| x.0)
+            })
+            .min()
+    }
+
     fn history(&self, name: &str) -> Vec<(Instant, i32)> {
         self.seen
             .lock()
@@ -325,6 +339,26 @@ impl ReplicaLog {
             .cloned()
             .unwrap_or_default()
     }
+}
+
+/// Waits until the namespace holds exactly `want` pods, none terminating.
+async fn pods_settled(ns: &TestNamespace, want: usize) -> anyhow::Result<()> {
+    let pods = ns.api::<k8s_openapi::api::core::v1::Pod>();
+    wait_for(
+        &format!("{want} pods, none terminating"),
+        Duration::from_secs(120),
+        || async {
+            let list = pods.list(&ListParams::default()).await?;
+            anyhow::Ok(
+                list.items.len() == want
+                    && list
+                        .items
+                        .iter()
+                        .all(|p| p.metadata.deletion_timestamp.is_none()),
+            )
+        },
+    )
+    .await
 }
 
 async fn wait_all(
@@ -468,15 +502,34 @@ async fn reaction(
     wait_phase(&plans, "p", Phase::Standby, Duration::from_secs(30)).await?;
     let mut values = Vec::new();
     for _ in 0..runs {
+        let w0 = apiserver_writes(client).await?;
         let t0 = Instant::now();
         declare(&plans, "p", "outage").await?;
+        let acked = Instant::now();
         let t = wait_all(&log, &names, 5, t0, Duration::from_secs(30)).await?;
         values.push(ms(t - t0));
+        // Where the time went: the declaring patch's round trip, the first
+        // Deployment written (the critical path), the last (the fan-out).
+        let first = log.first_reached(&names, 5, t0).unwrap_or(t);
+        eprintln!(
+            "run: patch acknowledged {:.0} ms, first Deployment {:.0} ms, last {:.0} ms",
+            ms(acked - t0),
+            ms(first - t0),
+            ms(t - t0)
+        );
+        print_writes(
+            "declaration -> last Deployment",
+            &w0,
+            &apiserver_writes(client).await?,
+        );
         wait_phase(&plans, "p", Phase::Active, Duration::from_secs(60)).await?;
         let t1 = Instant::now();
         end(&plans, "p").await?;
         wait_all(&log, &names, 1, t1, Duration::from_secs(30)).await?;
         wait_phase(&plans, "p", Phase::Standby, Duration::from_secs(30)).await?;
+        // The next run starts on a quiet control plane: the step-down's pods
+        // are gone (kwok deleting 80 pods otherwise competes with the surge).
+        pods_settled(&ns, names.len()).await?;
     }
     report.add(
         "reaction-10-hotlines",
@@ -487,7 +540,6 @@ async fn reaction(
     let (_, hwm) = op.memory()?;
     report.add("reaction-10-hotlines", "operator peak RSS", "MiB", &[hwm])?;
     drop(op);
-    let _ = client;
     ns.cleanup().await?;
     Ok(())
 }
