@@ -275,7 +275,14 @@ async fn reconcile_inner(hotline: &Hotline, ctx: &Context) -> Result<Action, Err
     }
     let now = ctx.now();
     let generation = hotline.metadata.generation;
-    let old = hotline.status.clone().unwrap_or_default();
+    // Our last status write, while the cache has not shown it yet.
+    let key = format!("{ns}/{name}");
+    let based_on = hotline.resource_version();
+    let old = ctx
+        .hotline_status
+        .pending(&key, based_on.as_deref())
+        .or_else(|| hotline.status.clone())
+        .unwrap_or_default();
     let mut status = HotlineStatus {
         observed_generation: generation,
         conditions: old.conditions.clone(),
@@ -327,7 +334,7 @@ async fn reconcile_inner(hotline: &Hotline, ctx: &Context) -> Result<Action, Err
             ctx.event(&reference, true, p.reason, "Validate", message)
                 .await;
         }
-        write_status(ctx, &ns, &name, &old, &status).await?;
+        write_status(ctx, &ns, &name, based_on.as_deref(), &old, &status).await?;
         return Ok(Action::await_change());
     }
     let Some(standby) = standby else {
@@ -565,7 +572,7 @@ async fn reconcile_inner(hotline: &Hotline, ctx: &Context) -> Result<Action, Err
         .await;
     }
 
-    write_status(ctx, &ns, &name, &old, &status).await?;
+    write_status(ctx, &ns, &name, based_on.as_deref(), &old, &status).await?;
 
     // Timers: the next schedule change; a missing referenced workload of a
     // kind we do not watch is retried slowly.
@@ -585,12 +592,14 @@ async fn write_status(
     ctx: &Context,
     ns: &str,
     name: &str,
+    based_on: Option<&str>,
     old: &HotlineStatus,
     new: &HotlineStatus,
 ) -> Result<(), Error> {
     if old == new {
         return Ok(());
     }
+    let key = format!("{ns}/{name}");
     let api: Api<Hotline> = Api::namespaced(ctx.client.clone(), ns);
     let body = json!({
         "apiVersion": "crisis.hotline.dev/v1alpha1",
@@ -603,7 +612,9 @@ async fn write_status(
         &Patch::Apply(&body),
     )
     .await
+    .inspect_err(|_| ctx.hotline_status.forget(&key))
     .ctx(|| format!("writing status of Hotline {ns}/{name}"))?;
+    ctx.hotline_status.remember(&key, based_on, new.clone());
     Ok(())
 }
 
@@ -661,13 +672,16 @@ async fn apply_managed(
     let desired = build_deployment(hotline, component, replicas)?;
     let desired_hash = desired.annotations().get(APPLIED_HASH_ANNOTATION).cloned();
     let cached = ctx_deployment(ctx, ns, &dname);
-    let up_to_date = cached.as_ref().is_some_and(|d| {
-        d.annotations().get(APPLIED_HASH_ANNOTATION) == desired_hash.as_ref()
-            && d.spec.as_ref().and_then(|s| s.replicas) == Some(replicas)
-    });
+    let dkey = format!("{ns}/{dname}");
+    let based_on = cached.as_ref().and_then(|d| d.resource_version());
     let same_template = cached
         .as_ref()
         .is_some_and(|d| d.annotations().get(APPLIED_HASH_ANNOTATION) == desired_hash.as_ref());
+    let current_replicas = ctx
+        .scaled
+        .pending(&dkey, based_on.as_deref())
+        .or_else(|| cached.as_ref().and_then(|d| d.spec.as_ref()?.replicas));
+    let up_to_date = same_template && current_replicas == Some(replicas);
     let live = if up_to_date {
         cached
     } else if same_template {
@@ -686,6 +700,7 @@ async fn apply_managed(
         )
         .await
         .ctx(|| format!("scaling Deployment {ns}/{dname}"))?;
+        ctx.scaled.remember(&dkey, based_on.as_deref(), replicas);
         info!(deployment = %dname, replicas, "scaled");
         cached
     } else {
@@ -698,6 +713,7 @@ async fn apply_managed(
             )
             .await
             .ctx(|| format!("applying Deployment {ns}/{dname}"))?;
+        ctx.scaled.remember(&dkey, based_on.as_deref(), replicas);
         info!(deployment = %dname, replicas, "applied");
         Some(Arc::new(applied))
     };
@@ -780,10 +796,19 @@ async fn scale_referenced(
                 component.name, r.name
             )));
         };
-        if d.spec.as_ref().and_then(|s| s.replicas) != Some(replicas) {
+        let dkey = format!("{ns}/{}", r.name);
+        let based_on = d.resource_version();
+        let current = ctx
+            .scaled
+            .pending(&dkey, based_on.as_deref())
+            .or_else(|| d.spec.as_ref().and_then(|s| s.replicas));
+        if current != Some(replicas) {
             let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
             match api.patch_scale(&r.name, &pp, &scale_body).await {
-                Ok(_) => info!(deployment = %r.name, replicas, "scaled"),
+                Ok(_) => {
+                    ctx.scaled.remember(&dkey, based_on.as_deref(), replicas);
+                    info!(deployment = %r.name, replicas, "scaled");
+                }
                 Err(kube::Error::Api(s)) if s.code == 404 => {
                     return Ok(not_found(format!(
                         "component {}: Deployment {ns}/{} not found",
@@ -966,6 +991,7 @@ pub async fn run(
 mod tests {
     use super::*;
     use kube::runtime::{reflector, watcher};
+    use std::sync::Mutex;
 
     fn hotline() -> Hotline {
         serde_json::from_value(json!({
@@ -1021,5 +1047,127 @@ mod tests {
         // A plan in another namespace or not naming the hotline publishes nothing.
         let declared = plan(json!({"phase": "Standby", "declaration": {"scenario": "outage"}}));
         assert!(published_targets(&[declared], &store, "other", "care", now).is_empty());
+    }
+
+    fn managed_hotline() -> Hotline {
+        serde_json::from_value(json!({
+            "apiVersion": "crisis.hotline.dev/v1alpha1",
+            "kind": "Hotline",
+            "metadata": {"name": "care", "namespace": "ns", "uid": "u1",
+                         "resourceVersion": "10", "generation": 1},
+            "spec": {
+                "numbers": ["+33123456789"],
+                "standby": {"calls": 10},
+                "components": [{"name": "gateway", "callsPerReplica": 10, "minReplicas": 1,
+                    "template": {"spec": {"containers": [{"name": "gw", "image": "example.invalid/gw:1"}]}}}],
+            },
+        }))
+        .expect("hotline fixture")
+    }
+
+    /// A mock API server that records `METHOD path` of every request and
+    /// answers each with a plausible object of the right kind.
+    fn mock_client() -> (kube::Client, Arc<Mutex<Vec<String>>>) {
+        let (svc, mut handle) = tower_test::mock::pair::<
+            http::Request<kube::client::Body>,
+            http::Response<kube::client::Body>,
+        >();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Some((req, send)) = handle.next_request().await {
+                let (parts, body) = req.into_parts();
+                let path = parts.uri.path().to_owned();
+                log.lock()
+                    .expect("log")
+                    .push(format!("{} {path}", parts.method));
+                let body = body.collect_bytes().await.unwrap_or_default();
+                let answer = if path.ends_with("/scale") {
+                    json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+                           "metadata": {"name": "care-gateway", "namespace": "ns"},
+                           "spec": {"replicas": 10}})
+                } else if path.contains("/hotlines/") {
+                    serde_json::to_value(managed_hotline()).unwrap_or_default()
+                } else if path.contains("/configmaps/") {
+                    json!({"apiVersion": "v1", "kind": "ConfigMap",
+                           "metadata": {"name": "care-announcement", "namespace": "ns"}})
+                } else {
+                    // Events: echo what was sent.
+                    serde_json::from_slice(&body).unwrap_or_default()
+                };
+                let resp = http::Response::builder()
+                    .status(200)
+                    .body(kube::client::Body::from(
+                        serde_json::to_vec(&answer).unwrap_or_default(),
+                    ))
+                    .expect("response");
+                send.send_response(resp);
+            }
+        });
+        (kube::Client::new(svc, "ns"), seen)
+    }
+
+    /// A second reconcile that runs before the caches show the first one's
+    /// writes (the Deployment's replicas, the Hotline's status) must not
+    /// write them again nor repeat the ModeChanged Event: at 1,000 hotlines
+    /// those repeats doubled the API writes of a surge.
+    #[tokio::test]
+    async fn a_reconcile_on_stale_caches_does_not_repeat_its_writes() {
+        let (client, seen) = mock_client();
+        let hotline = managed_hotline();
+        let (hotlines, mut hw) = reflector::store::<Hotline>();
+        hw.apply_watcher_event(&watcher::Event::Apply(hotline.clone()));
+        let (plans, mut pw) = reflector::store::<CrisisPlan>();
+        let declared = plan(json!({"phase": "Standby", "declaration": {"scenario": "outage"}}));
+        pw.apply_watcher_event(&watcher::Event::Apply((*declared).clone()));
+        // The managed Deployment as applied at standby: 1 replica.
+        let component = hotline.spec.components.first().expect("component");
+        let mut standby = build_deployment(&hotline, component, 1).expect("deployment");
+        standby.metadata.namespace = Some("ns".into());
+        standby.metadata.resource_version = Some("5".into());
+        let (deployments, mut dw) = reflector::store::<Deployment>();
+        dw.apply_watcher_event(&watcher::Event::Apply(standby));
+        let (_tx, leading) = tokio::sync::watch::channel(true);
+        let ctx = Arc::new(Context {
+            recorder: kube::runtime::events::Recorder::new(
+                client.clone(),
+                super::super::reporter(),
+            ),
+            client,
+            hotlines,
+            plans,
+            deployments,
+            metrics: Arc::new(crate::metrics::Metrics::new()),
+            clock_offset: jiff::SignedDuration::ZERO,
+            leading,
+            applied: Default::default(),
+            scaled: Default::default(),
+            hotline_status: Default::default(),
+            plan_status: Default::default(),
+        });
+        let take = || std::mem::take(&mut *seen.lock().expect("log"));
+
+        reconcile(Arc::new(hotline.clone()), ctx.clone())
+            .await
+            .expect("first reconcile");
+        let first = take();
+        let count =
+            |reqs: &[String], needle: &str| reqs.iter().filter(|r| r.contains(needle)).count();
+        assert_eq!(
+            count(&first, "deployments/care-gateway/scale"),
+            1,
+            "{first:?}"
+        );
+        assert_eq!(count(&first, "hotlines/care/status"), 1, "{first:?}");
+        assert_eq!(count(&first, "POST /apis/events.k8s.io"), 1, "{first:?}");
+
+        // Same cached objects (the watch has not delivered our writes yet).
+        reconcile(Arc::new(hotline), ctx.clone())
+            .await
+            .expect("second reconcile");
+        let second = take();
+        assert!(second.is_empty(), "repeated writes: {second:?}");
+        assert_eq!(ctx.scaled.len(), 1);
+        assert_eq!(ctx.hotline_status.len(), 1);
     }
 }

@@ -93,7 +93,18 @@ async fn reconcile_inner(plan: &CrisisPlan, ctx: &Context) -> Result<Action, Err
         return Ok(Action::await_change());
     }
     let now = ctx.now();
-    let old = plan.status.clone().unwrap_or_default();
+    // Our last status write while the cache has not shown it yet (with the
+    // declaration as cached: that field is the declarers').
+    let key = format!("{ns}/{name}");
+    let based_on = plan.resource_version();
+    let cached = plan.status.clone().unwrap_or_default();
+    let old = match ctx.plan_status.pending(&key, based_on.as_deref()) {
+        Some(mut written) => {
+            written.declaration = cached.declaration;
+            written
+        }
+        None => cached,
+    };
     let observed = observe(plan, &ctx.hotlines, now);
     let outcome = lifecycle::reconcile(&plan.spec, plan.metadata.generation, &old, &observed, now);
 
@@ -101,7 +112,12 @@ async fn reconcile_inner(plan: &CrisisPlan, ctx: &Context) -> Result<Action, Err
     let mut current_without_declaration = old.clone();
     current_without_declaration.declaration = None;
     if outcome.status != current_without_declaration {
-        write_status(ctx, &ns, &name, &outcome.status).await?;
+        write_status(ctx, &ns, &name, &outcome.status)
+            .await
+            .inspect_err(|_| ctx.plan_status.forget(&key))?;
+        let mut written = outcome.status.clone();
+        written.declaration = None;
+        ctx.plan_status.remember(&key, based_on.as_deref(), written);
     }
 
     let reference = plan.object_ref(&());

@@ -6,10 +6,10 @@ use std::time::Duration;
 /// A duration string that does not parse.
 #[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
 pub enum DurationError {
-    #[error("{0:?} is empty; write a duration such as 90s, 5m or 1h30m")]
+    #[error("{0:?} is empty, write a duration such as 90s, 5m or 1h30m")]
     Empty(String),
     #[error(
-        "{0:?} is not a duration; write whole numbers with units ms, s, m, h (e.g. 90s, 5m, 1h30m)"
+        "{0:?} is not a duration, write whole numbers with units ms, s, m, h (e.g. 90s, 5m, 1h30m)"
     )]
     Syntax(String),
     #[error("{0:?} is too long a duration")]

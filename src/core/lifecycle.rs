@@ -108,7 +108,7 @@ use crate::api::{
     CrisisPlanSpec, CrisisPlanStatus, CrisisRecord, Declaration, EscalationRecord, HotlineTarget,
     Phase, Scenario,
 };
-use crate::core::Problem;
+use crate::core::{Problem, duration, validate};
 
 /// Crises and drills kept in `status.history`.
 pub const HISTORY_LIMIT: usize = 10;
@@ -390,20 +390,18 @@ fn reconcile_traced(
     observed: &Observed,
     now: Timestamp,
 ) -> (Outcome, Vec<Phase>) {
-    let mut problems = Vec::new();
-    let budget = parse_field("spec.timeBudget", &spec.time_budget, &mut problems);
+    // Every problem of the spec is reported (condition Valid, Warning
+    // Events); only those that leave the crisis undeliverable (no budget, no
+    // step-down period, an unknown declared scenario) freeze the machine. A
+    // drill schedule typo must not hold back a real crisis.
+    let mut problems = validate::validate_plan(spec);
+    let budget = parse_go_duration(&spec.time_budget);
     let step_down = spec
         .exit
         .as_ref()
         .and_then(|e| e.step_down.clone())
         .unwrap_or_default();
-    let every = parse_field("spec.exit.stepDown.every", &step_down.every, &mut problems);
-    for (i, sc) in spec.scenarios.iter().enumerate() {
-        for (j, step) in sc.escalation.iter().enumerate() {
-            let field = format!("spec.scenarios[{i}].escalation[{j}].after");
-            parse_field(&field, &step.after, &mut problems);
-        }
-    }
+    let every = parse_go_duration(&step_down.every);
     let mut unknown_scenario = false;
     let declared = match &status.declaration {
         None => None,
@@ -1178,53 +1176,12 @@ fn shortfalls_or_none(short: &[Shortfall]) -> String {
     }
 }
 
-/// Parses a field holding a duration, recording a Problem if it is not one.
-fn parse_field(field: &str, value: &str, problems: &mut Vec<Problem>) -> Option<SignedDuration> {
-    let parsed = parse_go_duration(value);
-    if parsed.is_none() {
-        problems.push(Problem::new(
-            "InvalidDuration",
-            format!("{field}: {value:?} is not a duration (e.g. 90s, 5m, 1h30m)"),
-        ));
-    }
-    parsed
-}
-
-/// Parses a Go-style duration in whole units (`DURATION_PATTERN`: `90s`,
-/// `5m`, `1h30m`, `250ms`), and a bare `0`. `None` if malformed or beyond
-/// `i64` milliseconds.
-// TODO(helper-2): switch to crate::core::duration once it exists.
+/// A duration field as the lifecycle computes with it (`None`: malformed;
+/// [`validate::validate_plan`] reports it).
 fn parse_go_duration(s: &str) -> Option<SignedDuration> {
-    if s == "0" {
-        return Some(SignedDuration::ZERO);
-    }
-    if s.is_empty() {
-        return None;
-    }
-    let mut rest = s;
-    let mut total: i64 = 0;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        let value: i64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let (unit_ms, len) = if rest.starts_with("ms") {
-            (1, 2)
-        } else if rest.starts_with('s') {
-            (1_000, 1)
-        } else if rest.starts_with('m') {
-            (60_000, 1)
-        } else if rest.starts_with('h') {
-            (3_600_000, 1)
-        } else {
-            return None;
-        };
-        rest = &rest[len..];
-        total = total.checked_add(value.checked_mul(unit_ms)?)?;
-    }
-    Some(SignedDuration::from_millis(total))
+    duration::parse_duration(s)
+        .ok()
+        .and_then(|d| SignedDuration::try_from(d).ok())
 }
 
 /// Formats like Go's `time.Duration.String` at millisecond precision:
@@ -2175,7 +2132,7 @@ mod tests {
         s.time_budget = "five minutes".into();
         let mut p = Plan::new(s);
         let o = p.at(Some("it-outage"), &care(10), t0());
-        let message = "spec.timeBudget: \"five minutes\" is not a duration (e.g. 90s, 5m, 1h30m)";
+        let message = "spec.timeBudget: \"five minutes\" is not a duration, write whole numbers with units ms, s, m, h (e.g. 90s, 5m, 1h30m)";
         assert_eq!(
             o.events,
             vec![PlanEvent::Invalid {
@@ -2225,6 +2182,27 @@ mod tests {
                 .starts_with("spec.scenarios[0].escalation[0].after: \"soon\"")
         );
         assert_eq!(p.phase(), Phase::Surging);
+    }
+
+    /// A typo in the drill schedule is reported (Valid=False, a Warning
+    /// Event) but does not hold back a real crisis: only problems that leave
+    /// the crisis undeliverable freeze the plan.
+    #[test]
+    fn a_drill_schedule_typo_is_reported_without_freezing_a_crisis() {
+        let mut s = spec();
+        s.drills = Some(crate::api::Drills {
+            schedule: "every monday".into(),
+            scenario: "it-outage".into(),
+            duration: "30m".into(),
+        });
+        let mut p = Plan::new(s);
+        let o = p.at(Some("it-outage"), &care(10), t0());
+        assert_eq!(reasons(&o)[0], "InvalidDrillSchedule", "{:?}", o.events);
+        assert!(reasons(&o).contains(&"CrisisDeclared"), "{:?}", o.events);
+        assert_eq!(p.phase(), Phase::Surging);
+        let (status, reason, message) = p.condition(CONDITION_VALID);
+        assert_eq!((status, reason), ("False", "InvalidDrillSchedule"));
+        assert!(message.starts_with("spec.drills.schedule"), "{message}");
     }
 
     #[test]
@@ -2417,7 +2395,6 @@ mod tests {
         assert_eq!(go_duration(ms(3_600_000 + 1_500)), "1h0m1.5s");
 
         let p = |s| parse_go_duration(s).map(|d| d.as_millis());
-        assert_eq!(p("0"), Some(0));
         assert_eq!(p("0m"), Some(0));
         assert_eq!(p("90s"), Some(90_000));
         assert_eq!(p("5m"), Some(300_000));
@@ -2426,6 +2403,7 @@ mod tests {
         assert_eq!(p("1m30s250ms"), Some(90_250));
         for bad in [
             "",
+            "0",
             "5",
             "m",
             "5 m",

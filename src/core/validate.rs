@@ -421,7 +421,7 @@ mod tests {
             plan_problems(|s| s.time_budget = "5 minutes".into()),
             one(
                 INVALID_DURATION,
-                "spec.timeBudget: \"5 minutes\" is not a duration; write whole numbers with units ms, s, m, h (e.g. 90s, 5m, 1h30m)"
+                "spec.timeBudget: \"5 minutes\" is not a duration, write whole numbers with units ms, s, m, h (e.g. 90s, 5m, 1h30m)"
             )
         );
         assert_eq!(
@@ -430,7 +430,7 @@ mod tests {
         );
         assert_eq!(
             plan_problems(|s| s.scenarios[1].escalation[1].after = "".into())[0].1,
-            "spec.scenarios[1].escalation[1].after: \"\" is empty; write a duration such as 90s, 5m or 1h30m"
+            "spec.scenarios[1].escalation[1].after: \"\" is empty, write a duration such as 90s, 5m or 1h30m"
         );
         let step_down = |every: &str| {
             let every = every.to_owned();
@@ -462,7 +462,7 @@ mod tests {
             })[0],
             (
                 INVALID_DURATION,
-                "spec.drills.duration: \"30\" is not a duration; write whole numbers with units ms, s, m, h (e.g. 90s, 5m, 1h30m)".to_owned()
+                "spec.drills.duration: \"30\" is not a duration, write whole numbers with units ms, s, m, h (e.g. 90s, 5m, 1h30m)".to_owned()
             )
         );
         assert_eq!(
