@@ -118,7 +118,7 @@ impl OperatorProcess {
                 "--log-format",
                 "text",
                 "--concurrency",
-                "32",
+                &std::env::var("BENCH_OPERATOR_CONCURRENCY").unwrap_or_else(|_| "32".into()),
             ])
             .env("KUBECONFIG", support::kubeconfig_path().await?)
             .env("RUST_LOG", "warn")

@@ -1129,10 +1129,10 @@ mod tests {
         dw.apply_watcher_event(&watcher::Event::Apply(standby));
         let (_tx, leading) = tokio::sync::watch::channel(true);
         let ctx = Arc::new(Context {
-            recorder: kube::runtime::events::Recorder::new(
+            events: super::super::EventSink::new(kube::runtime::events::Recorder::new(
                 client.clone(),
                 super::super::reporter(),
-            ),
+            )),
             client,
             hotlines,
             plans,
@@ -1150,6 +1150,7 @@ mod tests {
         reconcile(Arc::new(hotline.clone()), ctx.clone())
             .await
             .expect("first reconcile");
+        ctx.events.flushed().await;
         let first = take();
         let count =
             |reqs: &[String], needle: &str| reqs.iter().filter(|r| r.contains(needle)).count();
@@ -1165,6 +1166,7 @@ mod tests {
         reconcile(Arc::new(hotline), ctx.clone())
             .await
             .expect("second reconcile");
+        ctx.events.flushed().await;
         let second = take();
         assert!(second.is_empty(), "repeated writes: {second:?}");
         assert_eq!(ctx.scaled.len(), 1);
