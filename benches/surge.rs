@@ -245,15 +245,21 @@ fn operator_reconciles(port: u16) -> BTreeMap<String, f64> {
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
     let mut m = BTreeMap::new();
-    for line in text
-        .lines()
-        .filter(|l| l.starts_with("hotline_operator_reconciles_total{"))
-    {
+    for line in text.lines().filter(|l| {
+        l.starts_with("hotline_operator_reconciles_total{")
+            || l.starts_with("hotline_operator_reconcile_duration_seconds_sum{")
+    }) {
+        let sum = line.starts_with("hotline_operator_reconcile_duration_seconds_sum");
         let controller = line
             .split_once("controller=\"")
             .and_then(|(_, r)| r.split_once('"'))
             .map(|(v, _)| v.to_owned())
             .unwrap_or_default();
+        let controller = if sum {
+            format!("{controller} seconds")
+        } else {
+            controller
+        };
         if let Some(v) = line
             .rsplit_once(' ')
             .and_then(|(_, v)| v.parse::<f64>().ok())
@@ -587,6 +593,7 @@ async fn reaction1000(
             apiserver_writes(&ns.client).await?,
             operator_reconciles(port),
         );
+        let cpu0 = op.cpu_seconds()?;
         let t0 = Instant::now();
         let patches: Vec<_> = (0..100)
             .map(|p| {
@@ -613,6 +620,10 @@ async fn reaction1000(
             &apiserver_writes(&ns.client).await?,
         );
         print_reconciles(&r0, &operator_reconciles(port));
+        eprintln!(
+            "  operator CPU over the run: {:.1} s",
+            op.cpu_seconds()? - cpu0
+        );
         let t1 = Instant::now();
         let ends: Vec<_> = (0..100)
             .map(|p| {

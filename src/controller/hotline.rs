@@ -81,7 +81,7 @@ pub fn published_targets(
 ) -> Vec<(ActivePlan, Phase)> {
     let mut out = Vec::new();
     for plan in plans {
-        if plan.namespace().as_deref() != Some(ns) {
+        if plan.metadata.namespace.as_deref() != Some(ns) {
             continue;
         }
         if !plan.spec.hotlines.iter().any(|h| h.name == hotline) {
@@ -923,8 +923,15 @@ pub fn hotlines_of_workload(
         .filter(|o| o.kind == "Hotline" && o.api_version == "crisis.hotline.dev/v1alpha1")
         .map(|o| ObjectRef::new(&o.name).within(&ns))
         .collect();
+    if !out.is_empty() {
+        // A hotline's own Deployment: no other hotline may reference it (two
+        // owners would fight over its replicas). This mapper runs for every
+        // Deployment event, in the trigger path: skipping the scan of every
+        // hotline matters at 1,000 hotlines.
+        return out;
+    }
     for h in hotlines.state() {
-        if h.namespace().as_deref() != Some(ns.as_str()) {
+        if h.metadata.namespace.as_deref() != Some(ns.as_str()) {
             continue;
         }
         if h.spec.components.iter().any(|c| {

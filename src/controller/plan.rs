@@ -302,11 +302,13 @@ pub fn plans_of_hotline(
     hotline: &Hotline,
     plans: &[Arc<CrisisPlan>],
 ) -> Vec<ObjectRef<CrisisPlan>> {
-    let ns = hotline.namespace();
-    let name = hotline.name_any();
+    let ns = hotline.metadata.namespace.as_deref();
+    let name = hotline.metadata.name.as_deref().unwrap_or_default();
     plans
         .iter()
-        .filter(|p| p.namespace() == ns && p.spec.hotlines.iter().any(|h| h.name == name))
+        .filter(|p| {
+            p.metadata.namespace.as_deref() == ns && p.spec.hotlines.iter().any(|h| h.name == name)
+        })
         .map(|p| ObjectRef::from_obj(p.as_ref()))
         .collect()
 }
