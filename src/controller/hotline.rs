@@ -588,6 +588,39 @@ async fn reconcile_inner(hotline: &Hotline, ctx: &Context) -> Result<Action, Err
     Ok(action)
 }
 
+/// Every field of `status`, as the CRD names them (a test holds this list
+/// to the generated schema).
+pub const HOTLINE_STATUS_FIELDS: &[&str] = &[
+    "observedGeneration",
+    "mode",
+    "standbyCalls",
+    "targetCalls",
+    "readyCalls",
+    "components",
+    "activePlans",
+    "announcement",
+    "nextStandbyChange",
+    "conditions",
+];
+
+/// A JSON merge patch that makes the status exactly `new`: the operator owns
+/// the whole Hotline status, so every field `new` leaves out is cleared.
+///
+/// Merge patch rather than server-side apply: a surge writes 1,000 of these
+/// at once, and apply on a CRD (field sets computed over a schema that embeds
+/// pod templates) costs the apiserver much more per write; see
+/// docs/BENCHMARKS.md for the measured effect. Nobody else writes Hotline
+/// status, so apply's field ownership buys nothing here.
+pub fn status_merge_patch(new: &HotlineStatus) -> serde_json::Value {
+    let mut status = serde_json::to_value(new).unwrap_or_else(|_| json!({}));
+    if let Some(o) = status.as_object_mut() {
+        for f in HOTLINE_STATUS_FIELDS {
+            o.entry(*f).or_insert(serde_json::Value::Null);
+        }
+    }
+    json!({ "status": status })
+}
+
 async fn write_status(
     ctx: &Context,
     ns: &str,
@@ -601,19 +634,14 @@ async fn write_status(
     }
     let key = format!("{ns}/{name}");
     let api: Api<Hotline> = Api::namespaced(ctx.client.clone(), ns);
-    let body = json!({
-        "apiVersion": "crisis.hotline.dev/v1alpha1",
-        "kind": "Hotline",
-        "status": new,
-    });
-    api.patch_status(
-        name,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .inspect_err(|_| ctx.hotline_status.forget(&key))
-    .ctx(|| format!("writing status of Hotline {ns}/{name}"))?;
+    let pp = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    api.patch_status(name, &pp, &Patch::Merge(status_merge_patch(new)))
+        .await
+        .inspect_err(|_| ctx.hotline_status.forget(&key))
+        .ctx(|| format!("writing status of Hotline {ns}/{name}"))?;
     ctx.hotline_status.remember(&key, based_on, new.clone());
     Ok(())
 }
@@ -648,6 +676,24 @@ async fn apply_announcement(
     let key = format!("ConfigMap/{ns}/{cm_name}");
     if ctx.already_applied(&key, &body) {
         return Ok(());
+    }
+    // Once this process has applied the ConfigMap, later changes (a crisis
+    // switching the text: 1,000 at once in a mass surge) go as a merge patch
+    // of the same body, cheaper for the apiserver than an apply; the first
+    // write after a start, and a ConfigMap deleted meanwhile, use apply.
+    if ctx.applied_before(&key) {
+        let pp = PatchParams {
+            field_manager: Some(MANAGER.into()),
+            ..Default::default()
+        };
+        match api.patch(&cm_name, &pp, &Patch::Merge(&body)).await {
+            Ok(_) => {
+                ctx.remember_applied(&key, &body);
+                return Ok(());
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e).ctx(|| format!("patching ConfigMap {ns}/{cm_name}")),
+        }
     }
     api.patch(
         &cm_name,
@@ -1178,5 +1224,35 @@ mod tests {
         assert!(second.is_empty(), "repeated writes: {second:?}");
         assert_eq!(ctx.scaled.len(), 1);
         assert_eq!(ctx.hotline_status.len(), 1);
+    }
+
+    /// The merge patch clears what the new status leaves out, and the field
+    /// list it uses is the CRD's.
+    #[test]
+    fn status_merge_patch_sets_every_field_of_the_schema() {
+        use kube::CustomResourceExt;
+        let crd = serde_json::to_value(Hotline::crd()).expect("crd");
+        let props = crd
+            .pointer("/spec/versions/0/schema/openAPIV3Schema/properties/status/properties")
+            .and_then(|p| p.as_object())
+            .expect("status properties");
+        let mut schema: Vec<&str> = props.keys().map(String::as_str).collect();
+        let mut ours = HOTLINE_STATUS_FIELDS.to_vec();
+        schema.sort_unstable();
+        ours.sort_unstable();
+        assert_eq!(ours, schema);
+
+        let new = HotlineStatus {
+            target_calls: Some(100),
+            ..Default::default()
+        };
+        let patch = status_merge_patch(&new);
+        assert_eq!(patch["status"]["targetCalls"], 100);
+        assert!(patch["status"]["nextStandbyChange"].is_null());
+        assert!(patch["status"]["components"].is_null());
+        assert_eq!(
+            patch["status"].as_object().map(|o| o.len()),
+            Some(HOTLINE_STATUS_FIELDS.len())
+        );
     }
 }

@@ -224,6 +224,15 @@ impl Context {
             .unwrap_or(false)
     }
 
+    /// Whether this process applied anything under `key` (the object exists
+    /// unless someone deleted it since).
+    pub fn applied_before(&self, key: &str) -> bool {
+        self.applied
+            .lock()
+            .map(|m| m.contains_key(key))
+            .unwrap_or(false)
+    }
+
     /// Records that `body` was applied under `key`.
     pub fn remember_applied(&self, key: &str, body: &serde_json::Value) {
         let h = body_hash(body);
