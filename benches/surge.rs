@@ -800,7 +800,12 @@ async fn overhead(runs: usize, report: &mut Report, port: u16) -> anyhow::Result
     // not managed by the operator, scaled directly.
     let mut floor_names = Vec::new();
     for n in &names {
-        let mut dep = d.get(n).await?;
+        let mut dep = wait_for(
+            &format!("Deployment {n} created by the operator"),
+            Duration::from_secs(60),
+            || async { anyhow::Ok(d.get_opt(n).await?) },
+        )
+        .await?;
         let fname = format!("floor-{n}");
         dep.metadata = kube::api::ObjectMeta {
             name: Some(fname.clone()),
