@@ -587,6 +587,21 @@ async fn reaction1000(
         "setup: 1000 hotlines, 2000 Deployments, 100 plans in {:?}",
         setup.elapsed()
     );
+    // Memory before any surge: the caches and metric series only (no Events
+    // published yet, the connection pool as small as standby needed).
+    let (rss_setup, hwm_setup) = op.memory()?;
+    report.add(
+        "footprint-after-setup",
+        "operator RSS after creating 1000 hotlines / 100 plans, before any surge",
+        "MiB",
+        &[rss_setup],
+    )?;
+    report.add(
+        "footprint-after-setup",
+        "operator peak RSS so far (initial lists, first applies)",
+        "MiB",
+        &[hwm_setup],
+    )?;
     let mut values = Vec::new();
     for run in 0..runs {
         let (w0, r0) = (
