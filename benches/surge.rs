@@ -270,6 +270,17 @@ fn operator_reconciles(port: u16) -> BTreeMap<String, f64> {
     m
 }
 
+/// One unlabelled metric of the operator (from its /metrics).
+fn operator_metric(port: u16, name: &str) -> Option<f64> {
+    let out = Command::new("curl")
+        .args(["-fsS", &format!("http://127.0.0.1:{port}/metrics")])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
 fn print_reconciles(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) {
     let list = after
         .iter()
@@ -602,6 +613,15 @@ async fn reaction1000(
         "MiB",
         &[hwm_setup],
     )?;
+    let heap = |port| {
+        operator_metric(port, "hotline_operator_heap_live_bytes").unwrap_or(f64::NAN) / 1_048_576.0
+    };
+    report.add(
+        "footprint-after-setup",
+        "operator live heap after setup",
+        "MiB",
+        &[heap(port)],
+    )?;
     let mut values = Vec::new();
     for run in 0..runs {
         let (w0, r0) = (
@@ -714,6 +734,12 @@ async fn reaction1000(
         &cpu,
     )?;
     report.add("footprint-idle", "operator RSS, idle", "MiB", &rss)?;
+    report.add(
+        "footprint-idle",
+        "operator live heap, idle",
+        "MiB",
+        &[heap(port)],
+    )?;
     drop(op);
 
     // The floor for the same write: with the operator stopped, a client

@@ -4,6 +4,7 @@
 //! `api` is the contract (CRD types), `core` the pure logic, `controller` the
 //! I/O shell; see docs/ARCHITECTURE.md.
 
+pub mod alloc;
 pub mod api;
 pub mod controller;
 pub mod core;

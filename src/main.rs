@@ -54,6 +54,10 @@ struct Args {
     retry_period: u64,
 }
 
+/// Counts live heap bytes for `hotline_operator_heap_live_bytes`.
+#[global_allocator]
+static ALLOC: hotline_operator::alloc::Counting = hotline_operator::alloc::Counting;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();

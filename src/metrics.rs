@@ -24,6 +24,9 @@ pub struct Metrics {
     pub reconcile_duration: HistogramVec,
     pub watch_restarts: IntCounterVec,
     pub leader: IntGauge,
+    /// Live heap bytes (set at each scrape when the counting allocator is
+    /// installed, i.e. in the operator binary).
+    pub heap_live: IntGauge,
     pub hotline_target_calls: IntGaugeVec,
     pub hotline_ready_calls: IntGaugeVec,
     pub hotline_standby_calls: IntGaugeVec,
@@ -140,6 +143,15 @@ impl Metrics {
                 IntGauge::new(
                     format!("{p}_leader"),
                     "1 when this replica holds the leader lease"
+                )
+                .expect("valid")
+            ),
+            heap_live: reg!(
+                r,
+                names,
+                IntGauge::new(
+                    format!("{p}_heap_live_bytes"),
+                    "Heap bytes allocated and not freed (live data); compare with process_resident_memory_bytes"
                 )
                 .expect("valid")
             ),
@@ -422,6 +434,9 @@ impl Metrics {
 
     /// Text exposition of every metric.
     pub fn render(&self) -> String {
+        if let Some(live) = crate::alloc::live_bytes() {
+            self.heap_live.set(i64::try_from(live).unwrap_or(i64::MAX));
+        }
         let mut out = String::new();
         let encoder = prometheus::TextEncoder::new();
         if let Err(e) = encoder.encode_utf8(&self.registry.gather(), &mut out) {
