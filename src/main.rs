@@ -44,13 +44,13 @@ struct Args {
     #[arg(long, env = "HOTLINE_LEASE_NAMESPACE")]
     lease_namespace: Option<String>,
     /// Seconds a Lease is valid without renewal.
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, env = "HOTLINE_LEASE_DURATION_SECONDS", default_value_t = 15)]
     lease_duration: u64,
     /// Seconds the leader keeps trying to renew before stepping down.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, env = "HOTLINE_RENEW_DEADLINE_SECONDS", default_value_t = 10)]
     renew_deadline: u64,
     /// Seconds between attempts to acquire or renew.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, env = "HOTLINE_RETRY_PERIOD_SECONDS", default_value_t = 2)]
     retry_period: u64,
 }
 
@@ -132,4 +132,37 @@ async fn main() -> ExitCode {
     controller::run(client, opts, metrics, ready, stop_rx).await;
     info!("stopped");
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every flag can be set from the environment (the docs' table in
+    /// INSTALL.md lists them), under the HOTLINE_ prefix.
+    #[test]
+    fn every_flag_has_an_environment_variable() {
+        let cmd = Args::command();
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if matches!(id, "help" | "version") {
+                continue;
+            }
+            let env = arg.get_env().and_then(|e| e.to_str());
+            assert!(
+                env.is_some_and(|e| e.starts_with("HOTLINE_")),
+                "--{id} has no HOTLINE_ environment variable ({env:?})"
+            );
+        }
+        let install = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/INSTALL.md"),
+        )
+        .expect("docs/INSTALL.md");
+        for arg in cmd.get_arguments() {
+            if let Some(env) = arg.get_env().and_then(|e| e.to_str()) {
+                assert!(install.contains(env), "{env} not documented in INSTALL.md");
+            }
+        }
+    }
 }
