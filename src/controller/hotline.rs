@@ -588,6 +588,15 @@ async fn reconcile_inner(hotline: &Hotline, ctx: &Context) -> Result<Action, Err
     Ok(action)
 }
 
+/// Parameters of the operator's merge patches (`/scale`, Hotline status,
+/// announcement updates): our field manager, no apply semantics.
+fn merge_patch_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    }
+}
+
 /// Every field of `status`, as the CRD names them (a test holds this list
 /// to the generated schema).
 pub const HOTLINE_STATUS_FIELDS: &[&str] = &[
@@ -634,10 +643,7 @@ async fn write_status(
     }
     let key = format!("{ns}/{name}");
     let api: Api<Hotline> = Api::namespaced(ctx.client.clone(), ns);
-    let pp = PatchParams {
-        field_manager: Some(MANAGER.into()),
-        ..Default::default()
-    };
+    let pp = merge_patch_params();
     api.patch_status(name, &pp, &Patch::Merge(status_merge_patch(new)))
         .await
         .inspect_err(|_| ctx.hotline_status.forget(&key))
@@ -682,10 +688,7 @@ async fn apply_announcement(
     // of the same body, cheaper for the apiserver than an apply; the first
     // write after a start, and a ConfigMap deleted meanwhile, use apply.
     if ctx.applied_before(&key) {
-        let pp = PatchParams {
-            field_manager: Some(MANAGER.into()),
-            ..Default::default()
-        };
+        let pp = merge_patch_params();
         match api.patch(&cm_name, &pp, &Patch::Merge(&body)).await {
             Ok(_) => {
                 ctx.remember_applied(&key, &body);
@@ -718,15 +721,10 @@ async fn apply_managed(
     let desired = build_deployment(hotline, component, replicas)?;
     let desired_hash = desired.annotations().get(APPLIED_HASH_ANNOTATION).cloned();
     let cached = ctx_deployment(ctx, ns, &dname);
-    let dkey = format!("{ns}/{dname}");
-    let based_on = cached.as_ref().and_then(|d| d.resource_version());
     let same_template = cached
         .as_ref()
         .is_some_and(|d| d.annotations().get(APPLIED_HASH_ANNOTATION) == desired_hash.as_ref());
-    let current_replicas = ctx
-        .scaled
-        .pending(&dkey, based_on.as_deref())
-        .or_else(|| cached.as_ref().and_then(|d| d.spec.as_ref()?.replicas));
+    let (dkey, based_on, current_replicas) = current_replicas(ctx, ns, &dname, cached.as_deref());
     let up_to_date = same_template && current_replicas == Some(replicas);
     let live = if up_to_date {
         cached
@@ -735,10 +733,7 @@ async fn apply_managed(
         // on /scale is far cheaper for the apiserver than a server-side apply
         // of the whole Deployment, which matters when 2,000 surge at once.
         let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
-        let pp = PatchParams {
-            field_manager: Some(MANAGER.into()),
-            ..Default::default()
-        };
+        let pp = merge_patch_params();
         api.patch_scale(
             &dname,
             &pp,
@@ -812,6 +807,25 @@ async fn apply_managed(
     })
 }
 
+/// A Deployment's replicas as far as this process knows: what it last set,
+/// while the cache has not shown that write yet, else the cached value.
+/// Returns the memo key and the cached resourceVersion too, for recording
+/// the next write.
+fn current_replicas(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    cached: Option<&Deployment>,
+) -> (String, Option<String>, Option<i32>) {
+    let key = format!("{ns}/{name}");
+    let based_on = cached.and_then(|d| d.resource_version());
+    let replicas = ctx
+        .scaled
+        .pending(&key, based_on.as_deref())
+        .or_else(|| cached.and_then(|d| d.spec.as_ref()?.replicas));
+    (key, based_on, replicas)
+}
+
 fn ctx_deployment(ctx: &Context, ns: &str, name: &str) -> Option<Arc<Deployment>> {
     ctx.deployments.get(&ObjectRef::new(name).within(ns))
 }
@@ -842,12 +856,7 @@ async fn scale_referenced(
                 component.name, r.name
             )));
         };
-        let dkey = format!("{ns}/{}", r.name);
-        let based_on = d.resource_version();
-        let current = ctx
-            .scaled
-            .pending(&dkey, based_on.as_deref())
-            .or_else(|| d.spec.as_ref().and_then(|s| s.replicas));
+        let (dkey, based_on, current) = current_replicas(ctx, ns, &r.name, Some(&d));
         if current != Some(replicas) {
             let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
             match api.patch_scale(&r.name, &pp, &scale_body).await {
@@ -1046,19 +1055,32 @@ mod tests {
     use kube::runtime::{reflector, watcher};
     use std::sync::Mutex;
 
-    fn hotline() -> Hotline {
+    /// Hotline `ns/care`, standby 10 calls, one `gateway` component of 10
+    /// calls per replica, extended with `component` (its template or
+    /// workloadRef).
+    fn hotline_with(component: serde_json::Value) -> Hotline {
+        let mut gateway = json!({"name": "gateway", "callsPerReplica": 10, "minReplicas": 1});
+        if let (Some(g), Some(c)) = (gateway.as_object_mut(), component.as_object()) {
+            g.extend(c.clone());
+        }
         serde_json::from_value(json!({
             "apiVersion": "crisis.hotline.dev/v1alpha1",
             "kind": "Hotline",
-            "metadata": {"name": "care", "namespace": "ns"},
+            "metadata": {"name": "care", "namespace": "ns", "uid": "u1",
+                         "resourceVersion": "10", "generation": 1},
             "spec": {
                 "numbers": ["+33123456789"],
                 "standby": {"calls": 10},
-                "components": [{"name": "gateway", "callsPerReplica": 10,
-                    "workloadRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "gw"}}],
+                "components": [gateway],
             },
         }))
         .expect("hotline fixture")
+    }
+
+    fn hotline() -> Hotline {
+        hotline_with(json!({
+            "workloadRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "gw"}
+        }))
     }
 
     fn plan(status: serde_json::Value) -> Arc<CrisisPlan> {
@@ -1103,19 +1125,9 @@ mod tests {
     }
 
     fn managed_hotline() -> Hotline {
-        serde_json::from_value(json!({
-            "apiVersion": "crisis.hotline.dev/v1alpha1",
-            "kind": "Hotline",
-            "metadata": {"name": "care", "namespace": "ns", "uid": "u1",
-                         "resourceVersion": "10", "generation": 1},
-            "spec": {
-                "numbers": ["+33123456789"],
-                "standby": {"calls": 10},
-                "components": [{"name": "gateway", "callsPerReplica": 10, "minReplicas": 1,
-                    "template": {"spec": {"containers": [{"name": "gw", "image": "example.invalid/gw:1"}]}}}],
-            },
+        hotline_with(json!({
+            "template": {"spec": {"containers": [{"name": "gw", "image": "example.invalid/gw:1"}]}}
         }))
-        .expect("hotline fixture")
     }
 
     /// A mock API server that records `METHOD path` of every request and

@@ -317,9 +317,7 @@ impl EventSink {
                         if let Err(e) = recorder.publish(&ev, &reference).await {
                             warn!(error = %e, reason = %ev.reason, "publishing event failed");
                         }
-                        if p.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
-                            n.notify_waiters();
-                        }
+                        Self::done(&p, &n);
                     }
                 })
                 .await;
@@ -331,9 +329,16 @@ impl EventSink {
         self.pending
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if let Err(e) = self.tx.try_send((reference, ev)) {
-            self.pending
-                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            Self::done(&self.pending, &self.idle);
             warn!(error = %e, "event queue full or closed; event dropped");
+        }
+    }
+
+    /// One Event finished (published, failed or dropped); wakes
+    /// [`Self::flushed`] when it was the last one pending.
+    fn done(pending: &std::sync::atomic::AtomicUsize, idle: &tokio::sync::Notify) {
+        if pending.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            idle.notify_waiters();
         }
     }
 
