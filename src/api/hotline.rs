@@ -1,7 +1,6 @@
 //! The `Hotline` custom resource: one phone service and the workloads that
 //! carry its calls.
 
-use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -186,7 +185,7 @@ pub struct Component {
     /// announcement ConfigMap at `/etc/hotline/announcement`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "preserve_unknown_object")]
-    pub template: Option<PodTemplateSpec>,
+    pub template: Option<super::PodTemplate>,
 
     /// An existing workload (Deployment, StatefulSet, or any resource with a
     /// `/scale` subresource) in the same namespace. The operator only sets its

@@ -9,9 +9,11 @@
 
 pub mod hotline;
 pub mod plan;
+pub mod template;
 
 pub use hotline::*;
 pub use plan::*;
+pub use template::PodTemplate;
 
 use schemars::{Schema, SchemaGenerator, json_schema};
 

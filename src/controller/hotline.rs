@@ -27,7 +27,7 @@ use tracing::{debug, info, instrument};
 use super::{COMPONENT_LABEL, Context, Error, HOTLINE_LABEL, KubeContext, MANAGER};
 use crate::api::{
     ActivePlan, AnnouncementStatus, Component, ComponentStatus, CrisisPlan, CrisisPlanStatus,
-    Hotline, HotlineMode, HotlineStatus, Phase, WorkloadRef,
+    Hotline, HotlineMode, HotlineStatus, Phase, PodTemplate, WorkloadRef,
 };
 use crate::core::lifecycle::{self, set_condition};
 use crate::core::{capacity, schedule, validate};
@@ -165,7 +165,16 @@ pub fn build_deployment(
         (HOTLINE_LABEL.to_owned(), name.clone()),
         (COMPONENT_LABEL.to_owned(), component.name.clone()),
     ]);
-    let mut template = component.template.clone().unwrap_or_default();
+    let mut template = component
+        .template
+        .as_ref()
+        .map(PodTemplate::spec)
+        .transpose()
+        .map_err(|source| Error::Serialize {
+            what: format!("pod template of component {}", component.name),
+            source,
+        })?
+        .unwrap_or_default();
     let meta = template.metadata.get_or_insert_with(Default::default);
     meta.labels
         .get_or_insert_with(Default::default)

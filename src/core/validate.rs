@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use super::Problem;
 use super::duration::parse_duration;
 use super::schedule::parse_clock;
-use crate::api::{CrisisPlanSpec, HotlineSpec};
+use crate::api::{CrisisPlanSpec, HotlineSpec, PodTemplate};
 
 pub const UNKNOWN_TIME_ZONE: &str = "UnknownTimeZone";
 pub const INVALID_SCHEDULE: &str = "InvalidSchedule";
@@ -65,13 +65,20 @@ pub fn validate_hotline(spec: &HotlineSpec) -> Vec<Problem> {
         ));
     }
     for (i, c) in spec.components.iter().enumerate() {
-        if let Some(t) = c.template.as_ref()
-            && t.spec.as_ref().is_none_or(|p| p.containers.is_empty())
-        {
-            out.push(Problem::new(
+        match c.template.as_ref().map(PodTemplate::spec) {
+            Some(Ok(t)) if t.spec.as_ref().is_none_or(|p| p.containers.is_empty()) => {
+                out.push(Problem::new(
+                    INVALID_TEMPLATE,
+                    format!(
+                        "spec.components[{i}].template.spec.containers: at least one container"
+                    ),
+                ));
+            }
+            Some(Err(e)) => out.push(Problem::new(
                 INVALID_TEMPLATE,
-                format!("spec.components[{i}].template.spec.containers: at least one container"),
-            ));
+                format!("spec.components[{i}].template: {e}"),
+            )),
+            _ => {}
         }
     }
     out
@@ -230,6 +237,20 @@ mod tests {
             .spec
     }
 
+    /// Edits component 0's pod template in place.
+    fn edit_template(
+        h: &mut HotlineSpec,
+        edit: impl FnOnce(&mut k8s_openapi::api::core::v1::PodTemplateSpec),
+    ) {
+        let t = h.components[0]
+            .template
+            .as_ref()
+            .expect("managed component");
+        let mut spec = t.spec().expect("template parses");
+        edit(&mut spec);
+        h.components[0].template = Some(PodTemplate::new(&spec).expect("template serializes"));
+    }
+
     fn plan() -> CrisisPlanSpec {
         serde_yaml::from_str::<CrisisPlan>(include_str!("../../deploy/examples/crisisplan.yaml"))
             .expect("example")
@@ -254,11 +275,11 @@ mod tests {
             s.windows[0].start = "8h".into();
         }
         h.components[1].name = "gateway".into();
-        if let Some(t) = h.components[0].template.as_mut()
-            && let Some(p) = t.spec.as_mut()
-        {
-            p.containers.clear();
-        }
+        edit_template(&mut h, |t| {
+            if let Some(p) = t.spec.as_mut() {
+                p.containers.clear();
+            }
+        });
         let p = validate_hotline(&h);
         assert_eq!(
             reasons(&p),
@@ -384,9 +405,7 @@ mod tests {
         );
         assert_eq!(
             hotline_problems(|h| {
-                if let Some(t) = h.components[0].template.as_mut() {
-                    t.spec = None;
-                }
+                edit_template(h, |t| t.spec = None);
             }),
             one(
                 INVALID_TEMPLATE,
