@@ -24,6 +24,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{debug, info, instrument};
 
+use super::workload::Cached;
 use super::{COMPONENT_LABEL, Context, Error, HOTLINE_LABEL, KubeContext, MANAGER};
 use crate::api::{
     ActivePlan, AnnouncementStatus, Component, ComponentStatus, CrisisPlan, CrisisPlanStatus,
@@ -735,8 +736,10 @@ async fn apply_managed(
         .is_some_and(|d| d.annotations().get(APPLIED_HASH_ANNOTATION) == desired_hash.as_ref());
     let (dkey, based_on, current_replicas) = current_replicas(ctx, ns, &dname, cached.as_deref());
     let up_to_date = same_template && current_replicas == Some(replicas);
-    let live = if up_to_date {
-        cached
+    // What the Deployment's status said last: the cached object, or the
+    // object a server-side apply returned.
+    let ready_replicas = if up_to_date {
+        cached.and_then(|d| d.ready_replicas())
     } else if same_template {
         // Only the replicas differ (a surge, a step, or drift): a merge patch
         // on /scale is far cheaper for the apiserver than a server-side apply
@@ -752,7 +755,7 @@ async fn apply_managed(
         .ctx(|| format!("scaling Deployment {ns}/{dname}"))?;
         ctx.scaled.remember(&dkey, based_on.as_deref(), replicas);
         info!(deployment = %dname, replicas, "scaled");
-        cached
+        cached.and_then(|d| d.ready_replicas())
     } else {
         let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
         let applied = api
@@ -765,7 +768,7 @@ async fn apply_managed(
             .ctx(|| format!("applying Deployment {ns}/{dname}"))?;
         ctx.scaled.remember(&dkey, based_on.as_deref(), replicas);
         info!(deployment = %dname, replicas, "applied");
-        Some(Arc::new(applied))
+        applied.status.and_then(|s| s.ready_replicas)
     };
     if let Some(svc) = component.service.as_ref() {
         let api: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
@@ -800,11 +803,7 @@ async fn apply_managed(
             ctx.remember_applied(&key, &body);
         }
     }
-    let ready_replicas = live
-        .as_ref()
-        .and_then(|d| d.status.as_ref())
-        .and_then(|s| s.ready_replicas)
-        .unwrap_or(0);
+    let ready_replicas = ready_replicas.unwrap_or(0);
     Ok(ComponentOutcome {
         status: ComponentStatus {
             name: component.name.clone(),
@@ -824,18 +823,18 @@ fn current_replicas(
     ctx: &Context,
     ns: &str,
     name: &str,
-    cached: Option<&Deployment>,
+    cached: Option<&Cached<Deployment>>,
 ) -> (String, Option<String>, Option<i32>) {
     let key = format!("{ns}/{name}");
     let based_on = cached.and_then(|d| d.resource_version());
     let replicas = ctx
         .scaled
         .pending(&key, based_on.as_deref())
-        .or_else(|| cached.and_then(|d| d.spec.as_ref()?.replicas));
+        .or_else(|| cached.and_then(Cached::replicas));
     (key, based_on, replicas)
 }
 
-fn ctx_deployment(ctx: &Context, ns: &str, name: &str) -> Option<Arc<Deployment>> {
+fn ctx_deployment(ctx: &Context, ns: &str, name: &str) -> Option<Arc<Cached<Deployment>>> {
     ctx.deployments.get(&ObjectRef::new(name).within(ns))
 }
 
@@ -882,11 +881,7 @@ async fn scale_referenced(
                 Err(e) => return Err(e).ctx(|| format!("scaling Deployment {ns}/{}", r.name)),
             }
         }
-        status.ready_replicas = d
-            .status
-            .as_ref()
-            .and_then(|s| s.ready_replicas)
-            .unwrap_or(0);
+        status.ready_replicas = d.ready_replicas().unwrap_or(0);
     } else {
         let ar = match resolve(ctx, r).await {
             Ok(ar) => ar,
@@ -1019,8 +1014,8 @@ pub async fn run(
     ctx: Arc<Context>,
     hotlines: impl futures::Stream<Item = Arc<Hotline>> + Send + 'static,
     plans: impl futures::Stream<Item = Arc<CrisisPlan>> + Send + 'static,
-    deployments: impl futures::Stream<Item = Arc<Deployment>> + Send + 'static,
-    statefulsets: impl futures::Stream<Item = Arc<StatefulSet>> + Send + 'static,
+    deployments: impl futures::Stream<Item = Arc<Cached<Deployment>>> + Send + 'static,
+    statefulsets: impl futures::Stream<Item = Arc<Cached<StatefulSet>>> + Send + 'static,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
     concurrency: u16,
 ) {
@@ -1199,8 +1194,10 @@ mod tests {
         let mut standby = build_deployment(&hotline, component, 1).expect("deployment");
         standby.metadata.namespace = Some("ns".into());
         standby.metadata.resource_version = Some("5".into());
-        let (deployments, mut dw) = reflector::store::<Deployment>();
-        dw.apply_watcher_event(&watcher::Event::Apply(standby));
+        let (deployments, mut dw) = reflector::store::<Cached<Deployment>>();
+        dw.apply_watcher_event(&watcher::Event::Apply(
+            Cached::of(&standby).expect("cached deployment"),
+        ));
         let (_tx, leading) = tokio::sync::watch::channel(true);
         let ctx = Arc::new(Context {
             events: super::super::EventSink::new(kube::runtime::events::Recorder::new(

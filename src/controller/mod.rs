@@ -4,6 +4,7 @@
 
 pub mod hotline;
 pub mod plan;
+pub mod workload;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +19,9 @@ use futures::{StreamExt, future};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
+
 use tracing::info;
+use workload::Cached;
 
 use crate::api::{CrisisPlan, Hotline};
 
@@ -105,8 +108,8 @@ pub struct Context {
     pub hotlines: Store<Hotline>,
     /// Every CrisisPlan, as the CrisisPlan watch last saw it.
     pub plans: Store<CrisisPlan>,
-    /// Every Deployment (managed fields stripped).
-    pub deployments: Store<Deployment>,
+    /// Every Deployment, as much of it as the controllers read.
+    pub deployments: Store<Cached<Deployment>>,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Added to the wall clock: lets tests and rehearsals run the operator
     /// "at" another instant (schedule windows, deadlines). Zero in production.
@@ -460,30 +463,6 @@ fn trim_meta<K: kube::Resource>(o: &mut K) {
     }
 }
 
-/// Deployments are cached for `spec.replicas`, our applied-hash annotation,
-/// owner references and `status.readyReplicas`: the pod template (most of
-/// the object) is dropped.
-fn trim_deployment(d: &mut Deployment) {
-    trim_meta(d);
-    if let Some(spec) = d.spec.as_mut() {
-        spec.template = Default::default();
-    }
-    if let Some(status) = d.status.as_mut() {
-        status.conditions = None;
-    }
-}
-
-fn trim_statefulset(s: &mut StatefulSet) {
-    trim_meta(s);
-    if let Some(spec) = s.spec.as_mut() {
-        spec.template = Default::default();
-        spec.volume_claim_templates = None;
-    }
-    if let Some(status) = s.status.as_mut() {
-        status.conditions = None;
-    }
-}
-
 /// What to do when the watch reports an object deleted: the controllers are
 /// not called for deletions (no finalizers), so per-object metric series are
 /// dropped here, or they would be scraped forever.
@@ -579,18 +558,18 @@ pub async fn run(
         2,
     );
     let (deployments, mut d_subs, d_drain) = shared_watch(
-        api_for::<Deployment>(&client, ns),
+        api_for::<Cached<Deployment>>(&client, ns),
         metrics.clone(),
         "deployments",
-        trim_deployment,
+        trim_meta::<Cached<Deployment>>,
         None,
         1,
     );
     let (_sts, mut s_subs, s_drain) = shared_watch(
-        api_for::<StatefulSet>(&client, ns),
+        api_for::<Cached<StatefulSet>>(&client, ns),
         metrics.clone(),
         "statefulsets",
-        trim_statefulset,
+        trim_meta::<Cached<StatefulSet>>,
         None,
         1,
     );
