@@ -1200,7 +1200,7 @@ mod tests {
         ));
         let (_tx, leading) = tokio::sync::watch::channel(true);
         let ctx = Arc::new(Context {
-            events: super::super::EventSink::new(kube::runtime::events::Recorder::new(
+            events: super::super::EventSink::new(super::super::events::Publisher::new(
                 client.clone(),
                 super::super::reporter(),
             )),

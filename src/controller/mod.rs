@@ -2,6 +2,7 @@
 //! reconcile reads from reflector stores, calls `crate::core`, and writes with
 //! server-side apply under [`MANAGER`].
 
+pub mod events;
 pub mod hotline;
 pub mod plan;
 pub mod workload;
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Client;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Reporter};
 use kube::runtime::reflector::Store;
 use tracing::warn;
 
@@ -273,12 +274,8 @@ impl Context {
                 EventType::Normal
             },
             reason: reason.to_owned(),
-            note: Some(note.clone()),
-            // The recorder folds events with the same (type, reason, action,
-            // object) into one series and keeps the first note. Distinct
-            // notes (escalation steps, step-down steps, a second crisis) must
-            // stay distinct events, so the action carries a hash of the note.
-            action: format!("{action}-{:08x}", note_hash(&note)),
+            note: Some(note),
+            action: action.to_owned(),
             secondary: None,
         };
         self.events.send(reference.clone(), ev);
@@ -304,7 +301,8 @@ impl EventSink {
     const IN_FLIGHT: usize = 4;
 
     /// Starts the publishers (needs a Tokio runtime).
-    pub fn new(recorder: Recorder) -> Self {
+    pub fn new(publisher: events::Publisher) -> Self {
+        let publisher = Arc::new(publisher);
         let (tx, rx) = tokio::sync::mpsc::channel::<(
             k8s_openapi::api::core::v1::ObjectReference,
             Event,
@@ -315,9 +313,9 @@ impl EventSink {
         tokio::spawn(async move {
             tokio_stream_of(rx)
                 .for_each_concurrent(Self::IN_FLIGHT, |(reference, ev)| {
-                    let (recorder, p, n) = (recorder.clone(), p.clone(), n.clone());
+                    let (publisher, p, n) = (publisher.clone(), p.clone(), n.clone());
                     async move {
-                        if let Err(e) = recorder.publish(&ev, &reference).await {
+                        if let Err(e) = publisher.publish(&ev, &reference).await {
                             warn!(error = %e, reason = %ev.reason, "publishing event failed");
                         }
                         Self::done(&p, &n);
@@ -376,12 +374,6 @@ fn body_hash(v: &serde_json::Value) -> u64 {
         .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
         })
-}
-
-fn note_hash(s: &str) -> u32 {
-    s.bytes().fold(0x811c_9dc5_u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    })
 }
 
 fn truncate(mut s: String, max: usize) -> String {
@@ -605,7 +597,7 @@ pub async fn run(
         scaled: Default::default(),
         hotline_status: Default::default(),
         plan_status: Default::default(),
-        events: EventSink::new(Recorder::new(client.clone(), reporter())),
+        events: EventSink::new(events::Publisher::new(client.clone(), reporter())),
         client,
         hotlines: hotlines.clone(),
         plans: plans.clone(),
