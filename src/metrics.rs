@@ -7,14 +7,16 @@
 //! the dashboard in deploy/grafana/ use only the names registered here
 //! (tests/observability.rs checks it against [`Metrics::names`]).
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use prometheus::core::Collector;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{LabelPair, MetricFamily, MetricType};
 use prometheus::{
     GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
-use crate::api::Phase;
+use crate::api::{Hotline, Phase};
 
 /// All the operator's metrics, registered in one registry.
 pub struct Metrics {
@@ -27,11 +29,9 @@ pub struct Metrics {
     /// Live heap bytes (set at each scrape when the counting allocator is
     /// installed, i.e. in the operator binary).
     pub heap_live: IntGauge,
-    pub hotline_target_calls: IntGaugeVec,
-    pub hotline_ready_calls: IntGaugeVec,
-    pub hotline_standby_calls: IntGaugeVec,
-    pub component_desired_replicas: IntGaugeVec,
-    pub component_ready_replicas: IntGaugeVec,
+    /// The per-hotline gauges, read from the Hotline cache at each scrape
+    /// once [`Metrics::read_hotlines_from`] is called.
+    hotlines: Arc<HotlineGauges>,
     pub plan_phase: IntGaugeVec,
     pub plan_crisis_active: IntGaugeVec,
     pub plan_surge_deadline: GaugeVec,
@@ -85,7 +85,12 @@ impl Metrics {
                 .expect("process collector registered once");
         }
         let p = "hotline_operator";
+        let hotlines = Arc::new(HotlineGauges::new());
+        names.extend(hotlines.desc().iter().map(|d| d.fq_name.clone()));
+        r.register(Box::new(SharedCollector(hotlines.clone())))
+            .expect("hotline gauges registered once");
         Metrics {
+            hotlines,
             reconciles: reg!(
                 r,
                 names,
@@ -152,63 +157,6 @@ impl Metrics {
                 IntGauge::new(
                     format!("{p}_heap_live_bytes"),
                     "Heap bytes allocated and not freed (live data); compare with process_resident_memory_bytes"
-                )
-                .expect("valid")
-            ),
-            hotline_target_calls: reg!(
-                r,
-                names,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "hotline_target_calls",
-                        "Concurrent calls the operator delivers toward"
-                    ),
-                    &["namespace", "hotline"]
-                )
-                .expect("valid")
-            ),
-            hotline_ready_calls: reg!(
-                r,
-                names,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "hotline_ready_calls",
-                        "Concurrent calls carried by ready replicas"
-                    ),
-                    &["namespace", "hotline"]
-                )
-                .expect("valid")
-            ),
-            hotline_standby_calls: reg!(
-                r,
-                names,
-                IntGaugeVec::new(
-                    Opts::new("hotline_standby_calls", "Standby calls in force now"),
-                    &["namespace", "hotline"]
-                )
-                .expect("valid")
-            ),
-            component_desired_replicas: reg!(
-                r,
-                names,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "hotline_component_desired_replicas",
-                        "Replicas asked of a component"
-                    ),
-                    &["namespace", "hotline", "component"]
-                )
-                .expect("valid")
-            ),
-            component_ready_replicas: reg!(
-                r,
-                names,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "hotline_component_ready_replicas",
-                        "Ready replicas of a component"
-                    ),
-                    &["namespace", "hotline", "component"]
                 )
                 .expect("valid")
             ),
@@ -412,24 +360,10 @@ impl Metrics {
         }
     }
 
-    /// Removes every series of a deleted hotline (its calls and each
-    /// component's replicas).
-    pub fn forget_hotline(&self, namespace: &str, hotline: &str) {
-        for g in [
-            &self.hotline_target_calls,
-            &self.hotline_ready_calls,
-            &self.hotline_standby_calls,
-        ] {
-            let _ = g.remove_label_values(&[namespace, hotline]);
-        }
-        for g in [
-            &self.component_desired_replicas,
-            &self.component_ready_replicas,
-        ] {
-            for component in label_values_of(g, namespace, hotline, "component") {
-                let _ = g.remove_label_values(&[namespace, hotline, &component]);
-            }
-        }
+    /// Makes the per-hotline gauges read `source` at each scrape (the
+    /// operator passes its Hotline cache, empty while not leading).
+    pub fn read_hotlines_from(&self, source: HotlineSource) {
+        self.hotlines.set_source(source);
     }
 
     /// Text exposition of every metric.
@@ -443,6 +377,167 @@ impl Metrics {
             tracing::warn!(error = %e, "encoding metrics failed");
         }
         out
+    }
+}
+
+/// Where [`HotlineGauges`] reads the hotlines from at each scrape.
+pub type HotlineSource = Box<dyn Fn() -> Vec<Arc<Hotline>> + Send + Sync>;
+
+/// The per-hotline gauges (`hotline_*_calls`, `hotline_component_*_replicas`),
+/// read from the Hotline cache at each scrape, the kube-state-metrics way:
+/// the values are the hotline's `status` as the apiserver holds it, a
+/// deleted hotline's series go with it (even when it was deleted while the
+/// watch was down), and no series is held between scrapes. Held as
+/// prometheus series they took about 3.5 MiB at 1,000 hotlines
+/// (docs/BENCHMARKS.md, "Footprint").
+pub struct HotlineGauges {
+    descs: Vec<Desc>,
+    source: std::sync::RwLock<Option<HotlineSource>>,
+}
+
+/// (name, help, per component) of each per-hotline gauge, in `descs` order.
+const HOTLINE_GAUGES: [(&str, &str, bool); 5] = [
+    (
+        "hotline_target_calls",
+        "Concurrent calls the operator delivers toward",
+        false,
+    ),
+    (
+        "hotline_ready_calls",
+        "Concurrent calls carried by ready replicas",
+        false,
+    ),
+    ("hotline_standby_calls", "Standby calls in force now", false),
+    (
+        "hotline_component_desired_replicas",
+        "Replicas asked of a component",
+        true,
+    ),
+    (
+        "hotline_component_ready_replicas",
+        "Ready replicas of a component",
+        true,
+    ),
+];
+
+impl HotlineGauges {
+    fn new() -> Self {
+        let descs = HOTLINE_GAUGES
+            .iter()
+            .map(|(name, help, per_component)| {
+                let mut labels = vec!["namespace".to_owned(), "hotline".to_owned()];
+                if *per_component {
+                    labels.push("component".to_owned());
+                }
+                Desc::new(
+                    (*name).to_owned(),
+                    (*help).to_owned(),
+                    labels,
+                    Default::default(),
+                )
+                .expect("valid metric description")
+            })
+            .collect();
+        Self {
+            descs,
+            source: std::sync::RwLock::new(None),
+        }
+    }
+
+    fn set_source(&self, source: HotlineSource) {
+        if let Ok(mut s) = self.source.write() {
+            *s = Some(source);
+        }
+    }
+}
+
+impl Collector for HotlineGauges {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let hotlines = match self.source.read() {
+            Ok(s) => s.as_ref().map(|f| f()).unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        let mut families: Vec<MetricFamily> = HOTLINE_GAUGES
+            .iter()
+            .map(|(name, help, _)| {
+                let mut f = MetricFamily::default();
+                f.set_name((*name).to_owned());
+                f.set_help((*help).to_owned());
+                f.set_field_type(MetricType::GAUGE);
+                f
+            })
+            .collect();
+        let gauge = |labels: &[(&str, &str)], value: i32| {
+            let mut g = prometheus::proto::Gauge::default();
+            g.set_value(f64::from(value));
+            let mut m = prometheus::proto::Metric::from_gauge(g);
+            // Sorted by name, as the prometheus client does for its own series.
+            let mut pairs: Vec<LabelPair> = labels
+                .iter()
+                .map(|(k, v)| {
+                    let mut l = LabelPair::default();
+                    l.set_name((*k).to_owned());
+                    l.set_value((*v).to_owned());
+                    l
+                })
+                .collect();
+            pairs.sort_by(|a, b| a.name().cmp(b.name()));
+            m.set_label(pairs);
+            m
+        };
+        for h in &hotlines {
+            let (Some(ns), Some(name), Some(status)) = (
+                h.metadata.namespace.as_deref(),
+                h.metadata.name.as_deref(),
+                h.status.as_ref(),
+            ) else {
+                continue;
+            };
+            let hl = [("namespace", ns), ("hotline", name)];
+            for (i, value) in [
+                status.target_calls,
+                status.ready_calls,
+                status.standby_calls,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                if let Some(v) = value {
+                    families[i].mut_metric().push(gauge(&hl, v));
+                }
+            }
+            for c in &status.components {
+                let labels = [
+                    ("namespace", ns),
+                    ("hotline", name),
+                    ("component", c.name.as_str()),
+                ];
+                families[3]
+                    .mut_metric()
+                    .push(gauge(&labels, c.desired_replicas));
+                families[4]
+                    .mut_metric()
+                    .push(gauge(&labels, c.ready_replicas));
+            }
+        }
+        families
+    }
+}
+
+/// Registers the shared [`HotlineGauges`] (the registry wants a box).
+struct SharedCollector(Arc<HotlineGauges>);
+
+impl Collector for SharedCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.0.desc()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        self.0.collect()
     }
 }
 
@@ -585,23 +680,66 @@ mod tests {
         assert_eq!(series(&m, "crisisplan_surge_budget_missed").len(), 1);
     }
 
+    fn hotline(name: &str, status: serde_json::Value) -> Arc<Hotline> {
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "crisis.hotline.dev/v1alpha1", "kind": "Hotline",
+                "metadata": {"name": name, "namespace": "ns"},
+                "spec": {"numbers": ["+33123456789"], "standby": {"calls": 10}, "components": []},
+                "status": status,
+            }))
+            .expect("hotline"),
+        )
+    }
+
     #[test]
-    fn forget_hotline_removes_its_components() {
+    fn hotline_gauges_are_read_from_the_hotlines_at_each_scrape() {
         let m = Metrics::new();
-        for h in ["a", "b"] {
-            m.hotline_ready_calls.with_label_values(&["ns", h]).set(1);
-            for c in ["gateway", "sessions"] {
-                m.component_desired_replicas
-                    .with_label_values(&["ns", h, c])
-                    .set(1);
-                m.component_ready_replicas
-                    .with_label_values(&["ns", h, c])
-                    .set(1);
-            }
+        // Before the operator hands over its cache: no series, names known.
+        assert!(series(&m, "hotline_target_calls").is_empty());
+        assert!(series(&m, "hotline_component_").is_empty());
+        assert!(
+            m.names()
+                .iter()
+                .any(|n| n == "hotline_component_ready_replicas")
+        );
+        let current = Arc::new(std::sync::Mutex::new(vec![
+            hotline(
+                "a",
+                serde_json::json!({
+                "standbyCalls": 10, "targetCalls": 40, "readyCalls": 20,
+                "components": [
+                    {"name": "gateway", "desiredReplicas": 4, "readyReplicas": 2, "readyCalls": 20},
+                    {"name": "sessions", "desiredReplicas": 4, "readyReplicas": 4, "readyCalls": 40}]}),
+            ),
+            hotline("b", serde_json::json!({"targetCalls": 10})),
+            hotline("never-reconciled", serde_json::Value::Null),
+        ]));
+        let source = current.clone();
+        m.read_hotlines_from(Box::new(move || {
+            source.lock().map(|v| v.clone()).unwrap_or_default()
+        }));
+        let text = m.render();
+        for line in [
+            "hotline_target_calls{hotline=\"a\",namespace=\"ns\"} 40",
+            "hotline_ready_calls{hotline=\"a\",namespace=\"ns\"} 20",
+            "hotline_standby_calls{hotline=\"a\",namespace=\"ns\"} 10",
+            "hotline_component_desired_replicas{component=\"gateway\",hotline=\"a\",namespace=\"ns\"} 4",
+            "hotline_component_ready_replicas{component=\"gateway\",hotline=\"a\",namespace=\"ns\"} 2",
+            "hotline_component_ready_replicas{component=\"sessions\",hotline=\"a\",namespace=\"ns\"} 4",
+            "hotline_target_calls{hotline=\"b\",namespace=\"ns\"} 10",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
         }
-        m.forget_hotline("ns", "a");
+        assert!(!text.contains("never-reconciled"), "{text}");
+        assert!(text.contains("# TYPE hotline_ready_calls gauge"), "{text}");
+
+        // A hotline gone from the cache (deleted, even unseen) has no series.
+        if let Ok(mut v) = current.lock() {
+            v.retain(|h| h.metadata.name.as_deref() != Some("a"));
+        }
         let text = m.render();
         assert!(!text.contains("hotline=\"a\""), "left over:\n{text}");
-        assert_eq!(series(&m, "hotline_component_ready_replicas").len(), 2);
+        assert_eq!(series(&m, "hotline_target_calls").len(), 1);
     }
 }

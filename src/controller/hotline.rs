@@ -421,16 +421,6 @@ async fn reconcile_inner(hotline: &Hotline, ctx: &Context) -> Result<Action, Err
         scenario: scenario.clone(),
         config_map: announcement_config_map(&name),
     });
-    for o in &outcomes {
-        ctx.metrics
-            .component_desired_replicas
-            .with_label_values(&[&ns, &name, &o.status.name])
-            .set(i64::from(o.status.desired_replicas));
-        ctx.metrics
-            .component_ready_replicas
-            .with_label_values(&[&ns, &name, &o.status.name])
-            .set(i64::from(o.status.ready_replicas));
-    }
     let ready = capacity::hotline_ready_calls(outcomes.iter().map(|o| o.status.ready_calls));
     status.ready_calls = Some(ready);
     status.components = outcomes.iter().map(|o| o.status.clone()).collect();
@@ -520,19 +510,6 @@ async fn reconcile_inner(hotline: &Hotline, ctx: &Context) -> Result<Action, Err
             now,
         );
     }
-
-    ctx.metrics
-        .hotline_target_calls
-        .with_label_values(&[&ns, &name])
-        .set(i64::from(target));
-    ctx.metrics
-        .hotline_ready_calls
-        .with_label_values(&[&ns, &name])
-        .set(i64::from(ready));
-    ctx.metrics
-        .hotline_standby_calls
-        .with_label_values(&[&ns, &name])
-        .set(i64::from(standby.calls));
 
     // Events on transitions only.
     if old.mode != status.mode {

@@ -460,11 +460,6 @@ fn trim_meta<K: kube::Resource>(o: &mut K) {
 /// dropped here, or they would be scraped forever.
 type OnDelete<K> = fn(&crate::metrics::Metrics, &K);
 
-fn forget_hotline(m: &crate::metrics::Metrics, h: &Hotline) {
-    use kube::ResourceExt;
-    m.forget_hotline(&h.namespace().unwrap_or_default(), &h.name_any());
-}
-
 fn forget_plan(m: &crate::metrics::Metrics, p: &CrisisPlan) {
     use kube::ResourceExt;
     m.forget_plan(&p.namespace().unwrap_or_default(), &p.name_any());
@@ -538,7 +533,7 @@ pub async fn run(
         metrics.clone(),
         "hotlines",
         trim_meta::<Hotline>,
-        Some(forget_hotline as OnDelete<Hotline>),
+        None,
         2,
     );
     let (plans, mut cp_subs, cp_drain) = shared_watch(
@@ -591,6 +586,18 @@ pub async fn run(
         }
     };
     tokio::spawn(election);
+    {
+        // Per-hotline gauges come from the cache at scrape time; only the
+        // leader exposes them, as only the leader reconciles.
+        let (store, leading) = (hotlines.clone(), leading_rx.clone());
+        metrics.read_hotlines_from(Box::new(move || {
+            if *leading.borrow() {
+                store.state()
+            } else {
+                Vec::new()
+            }
+        }));
+    }
     let ctx = Arc::new(Context {
         leading: leading_rx,
         applied: Default::default(),
