@@ -90,6 +90,17 @@ async fn main() -> ExitCode {
         },
     ));
 
+    // Freed heap pages go back to the kernel after a burst (a surge), not
+    // only when the top of the heap happens to be free (src/alloc.rs).
+    tokio::spawn(async {
+        let mut every = tokio::time::interval(Duration::from_secs(30));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let _ = tokio::task::spawn_blocking(hotline_operator::alloc::release_free_memory).await;
+        }
+    });
+
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         startup::shutdown_signal().await;
