@@ -170,15 +170,17 @@ impl Publisher {
                     .clone()
                     .unwrap_or_else(|| self.reporter.controller.clone()),
             ),
-            type_: Some(
-                match ev.type_ {
-                    EventType::Normal => "Normal",
-                    EventType::Warning => "Warning",
-                }
-                .into(),
-            ),
+            type_: Some(type_name(ev.type_).into()),
             ..Default::default()
         }
+    }
+}
+
+/// The Event `type` as the API spells it.
+fn type_name(t: EventType) -> &'static str {
+    match t {
+        EventType::Normal => "Normal",
+        EventType::Warning => "Warning",
     }
 }
 
@@ -186,13 +188,9 @@ impl Publisher {
 /// 4,096 series remembered, a collision (one Event counted in another's
 /// series) has a probability around 1e-12.
 fn series_key(reporter: &Reporter, ev: &Event, r: &ObjectReference) -> u64 {
-    let type_ = match ev.type_ {
-        EventType::Normal => "Normal",
-        EventType::Warning => "Warning",
-    };
     let related = ev.secondary.as_ref();
     let parts = [
-        Some(type_),
+        Some(type_name(ev.type_)),
         Some(ev.reason.as_str()),
         Some(ev.action.as_str()),
         ev.note.as_deref(),
@@ -278,6 +276,15 @@ mod tests {
             }
         });
         (Client::new(svc, "ns"), log)
+    }
+
+    /// The HTTP methods the mock saw, in order.
+    fn verbs(log: &Log) -> Vec<String> {
+        log.lock()
+            .expect("log")
+            .iter()
+            .map(|(m, _, _)| m.clone())
+            .collect()
     }
 
     fn reporter() -> Reporter {
@@ -366,13 +373,7 @@ mod tests {
         p.publish_at(&event("boom"), &hl, at(after_ttl))
             .await
             .expect("after ttl");
-        let verbs: Vec<String> = log
-            .lock()
-            .expect("log")
-            .iter()
-            .map(|(m, _, _)| m.clone())
-            .collect();
-        assert_eq!(verbs, ["POST", "POST"]);
+        assert_eq!(verbs(&log), ["POST", "POST"]);
 
         // The apiserver no longer has the Event: create it again.
         let key = series_key(&reporter(), &event("boom"), &hl);
@@ -380,13 +381,7 @@ mod tests {
         p.publish_at(&event("boom"), &hl, at(after_ttl + 1))
             .await
             .expect("gone");
-        let verbs: Vec<String> = log
-            .lock()
-            .expect("log")
-            .iter()
-            .map(|(m, _, _)| m.clone())
-            .collect();
-        assert_eq!(verbs, ["POST", "POST", "PATCH", "POST"]);
+        assert_eq!(verbs(&log), ["POST", "POST", "PATCH", "POST"]);
     }
 
     #[tokio::test]
