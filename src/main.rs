@@ -58,8 +58,22 @@ struct Args {
 #[global_allocator]
 static ALLOC: hotline_operator::alloc::Counting = hotline_operator::alloc::Counting;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // Before any other thread allocates (src/alloc.rs).
+    hotline_operator::alloc::limit_arenas();
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> ExitCode {
     let args = Args::parse();
     telemetry::init(args.log_format);
     let client = match kube::Client::try_default().await {
