@@ -292,13 +292,16 @@ fn print_reconciles(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64
 
 // ---------- observation ----------
 
-/// Records, per Deployment, when each `spec.replicas` value was first seen.
 /// When each `spec.replicas` value was first seen, per Deployment.
 type Seen = HashMap<String, Vec<(Instant, i32)>>;
 
+/// Records, per Deployment, when each `spec.replicas` value was first seen,
+/// and when the Deployment was first seen fully rolled out and Ready at a
+/// replica count (ready = updated = replicas = spec.replicas).
 #[derive(Clone, Default)]
 struct ReplicaLog {
     seen: Arc<Mutex<Seen>>,
+    ready: Arc<Mutex<Seen>>,
 }
 
 impl ReplicaLog {
@@ -318,6 +321,18 @@ impl ReplicaLog {
                 if v.last().map(|(_, x)| *x) != Some(r) {
                     v.push((now, r));
                 }
+                drop(m);
+                let st = d.status.clone().unwrap_or_default();
+                if [st.ready_replicas, st.updated_replicas, st.replicas]
+                    .iter()
+                    .all(|x| x.unwrap_or(0) == r)
+                {
+                    let mut m = l2.ready.lock().unwrap_or_else(|e| e.into_inner());
+                    let v = m.entry(d.name_any()).or_default();
+                    if v.last().map(|(_, x)| *x) != Some(r) {
+                        v.push((now, r));
+                    }
+                }
             }
         });
         log
@@ -326,6 +341,18 @@ impl ReplicaLog {
     /// When every Deployment in `names` first showed `want` after `since`.
     fn all_reached(&self, names: &[String], want: i32, since: Instant) -> Option<Instant> {
         let m = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = since;
+        for n in names {
+            let t = m.get(n)?.iter().find(|(t, r)| *t >= since && *r == want)?.0;
+            last = last.max(t);
+        }
+        Some(last)
+    }
+
+    /// When every Deployment in `names` was first seen Ready at `want`
+    /// replicas after `since`.
+    fn all_ready(&self, names: &[String], want: i32, since: Instant) -> Option<Instant> {
+        let m = self.ready.lock().unwrap_or_else(|e| e.into_inner());
         let mut last = since;
         for n in names {
             let t = m.get(n)?.iter().find(|(t, r)| *t >= since && *r == want)?.0;
@@ -826,6 +853,7 @@ async fn overhead(runs: usize, report: &mut Report, port: u16) -> anyhow::Result
         ns.api::<CrisisPlan>(),
         ns.api::<Deployment>(),
     );
+    let log = ReplicaLog::spawn(d.clone());
     let delay = Duration::from_secs(5);
     let op = OperatorProcess::start(&ns.name, port).await?;
     let names = create_hotlines(&hl, 10, 10, 1, delay).await?;
@@ -897,41 +925,96 @@ async fn overhead(runs: usize, report: &mut Report, port: u16) -> anyhow::Result
     let mut op_ms = Vec::new();
     let mut floor_ms = Vec::new();
     let mut ratio = Vec::new();
-    for _ in 0..runs {
-        // Operator path: declaration -> plan Active (SurgeReady), observed by this driver.
-        let t0 = Instant::now();
-        declare(&plans, "p", "outage").await?;
-        wait_phase(&plans, "p", Phase::Active, Duration::from_secs(120)).await?;
-        let o = ms(t0.elapsed());
-        // Floor: scale the same shape directly, wait for readiness.
-        let t0 = Instant::now();
-        let scales: Vec<_> = floor_names
-            .iter()
-            .map(|n| {
-                let d = d.clone();
-                let n = n.clone();
-                async move {
-                    d.patch_scale(&n, &pp(), &Patch::Merge(json!({"spec": {"replicas": 5}})))
-                        .await
-                }
-            })
-            .collect();
-        for r in futures::stream::iter(scales)
-            .buffer_unordered(20)
-            .collect::<Vec<_>>()
-            .await
-        {
-            r?;
+    // Each path starts on a quiet control plane (`settle` pods, none
+    // terminating: kwok deleting the other path's 80 pods otherwise competes
+    // with the surge), and the paths alternate which goes first, so that
+    // neither always runs on the control plane the other just loaded.
+    let operator_path = |settle: usize| {
+        let (ns, plans, log, names) = (&ns, &plans, &log, &names);
+        async move {
+            pods_settled(ns, settle).await?;
+            // Declaration -> plan Active (SurgeReady), observed by this driver.
+            let w0 = apiserver_writes(&ns.client).await?;
+            let t0 = Instant::now();
+            declare(plans, "p", "outage").await?;
+            wait_phase(plans, "p", Phase::Active, Duration::from_secs(120)).await?;
+            let o = ms(t0.elapsed());
+            print_writes(
+                "operator: declaration -> Active",
+                &w0,
+                &apiserver_writes(&ns.client).await?,
+            );
+            // Where the time went, from the Deployment watch: the surge
+            // written, every Deployment Ready, then the hops to the plan.
+            let since = |t: Option<Instant>| t.map(|t| ms(t - t0)).unwrap_or(f64::NAN);
+            let written = since(log.all_reached(names, 5, t0));
+            let all_ready = since(log.all_ready(names, 5, t0));
+            eprintln!(
+                "  operator {o:.0} ms: surge written {written:.0}, all Ready {all_ready:.0}, \
+                 Active seen {:.0} later",
+                o - all_ready
+            );
+            anyhow::Ok(o)
         }
-        wait_for("floor at 5 ready", Duration::from_secs(120), || {
-            ready(floor_names.clone(), 5)
-        })
-        .await?;
-        let f = ms(t0.elapsed());
+    };
+    let floor_path = |settle: usize| {
+        let (ns, d, log, floor_names, ready) = (&ns, &d, &log, &floor_names, &ready);
+        async move {
+            pods_settled(ns, settle).await?;
+            // Scale the same shape directly, wait for readiness.
+            let w0 = apiserver_writes(&ns.client).await?;
+            let t0 = Instant::now();
+            let scales: Vec<_> = floor_names
+                .iter()
+                .map(|n| async move {
+                    d.patch_scale(n, &pp(), &Patch::Merge(json!({"spec": {"replicas": 5}})))
+                        .await
+                })
+                .collect();
+            for r in futures::stream::iter(scales)
+                .buffer_unordered(20)
+                .collect::<Vec<_>>()
+                .await
+            {
+                r?;
+            }
+            wait_for("floor at 5 ready", Duration::from_secs(120), || {
+                ready(floor_names.clone(), 5)
+            })
+            .await?;
+            let f = ms(t0.elapsed());
+            print_writes(
+                "floor: scale -> all Ready",
+                &w0,
+                &apiserver_writes(&ns.client).await?,
+            );
+            let all_ready = log
+                .all_ready(floor_names, 5, t0)
+                .map(|t| ms(t - t0))
+                .unwrap_or(f64::NAN);
+            eprintln!("  floor {f:.0} ms: all Ready {all_ready:.0}");
+            anyhow::Ok(f)
+        }
+    };
+    // Pods before the first path (both at standby) and before the second
+    // (one path at its surge of 5 replicas).
+    let (quiet, one_surged) = (2 * names.len(), 6 * names.len());
+    for run in 0..runs {
+        let (o, f) = if run % 2 == 0 {
+            let o = operator_path(quiet).await?;
+            (o, floor_path(one_surged).await?)
+        } else {
+            let f = floor_path(quiet).await?;
+            (operator_path(one_surged).await?, f)
+        };
         op_ms.push(o);
         floor_ms.push(f);
         ratio.push(o / f);
-        eprintln!("operator {o:.0} ms, floor {f:.0} ms, ratio {:.3}", o / f);
+        eprintln!(
+            "operator {o:.0} ms, floor {f:.0} ms, ratio {:.3} ({} first)",
+            o / f,
+            if run % 2 == 0 { "operator" } else { "floor" }
+        );
         // Back to standby for both.
         end(&plans, "p").await?;
         wait_phase(&plans, "p", Phase::Standby, Duration::from_secs(60)).await?;

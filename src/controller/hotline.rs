@@ -617,6 +617,21 @@ pub fn status_merge_patch(new: &HotlineStatus) -> serde_json::Value {
     json!({ "status": status })
 }
 
+/// The status fields that differ between two `status_merge_patch` bodies
+/// (for the debug log: why a reconcile wrote status).
+fn changed_fields(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
+    let (Some(old), Some(new)) = (
+        old.get("status").and_then(|s| s.as_object()),
+        new.get("status").and_then(|s| s.as_object()),
+    ) else {
+        return Vec::new();
+    };
+    new.iter()
+        .filter(|(k, v)| old.get(*k) != Some(*v))
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
 async fn write_status(
     ctx: &Context,
     ns: &str,
@@ -631,7 +646,11 @@ async fn write_status(
     let key = format!("{ns}/{name}");
     let api: Api<Hotline> = Api::namespaced(ctx.client.clone(), ns);
     let pp = merge_patch_params();
-    api.patch_status(name, &pp, &Patch::Merge(status_merge_patch(new)))
+    let patch = status_merge_patch(new);
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        debug!(fields = ?changed_fields(&status_merge_patch(old), &patch), "writing status");
+    }
+    api.patch_status(name, &pp, &Patch::Merge(patch))
         .await
         .inspect_err(|_| ctx.hotline_status.forget(&key))
         .ctx(|| format!("writing status of Hotline {ns}/{name}"))?;
@@ -1035,6 +1054,24 @@ mod tests {
     use super::*;
     use kube::runtime::{reflector, watcher};
     use std::sync::Mutex;
+
+    #[test]
+    fn changed_fields_name_what_a_status_write_changes() {
+        let old = HotlineStatus {
+            ready_calls: Some(10),
+            target_calls: Some(50),
+            ..Default::default()
+        };
+        let new = HotlineStatus {
+            ready_calls: Some(20),
+            ..old.clone()
+        };
+        assert_eq!(
+            changed_fields(&status_merge_patch(&old), &status_merge_patch(&new)),
+            vec!["readyCalls".to_string()]
+        );
+        assert!(changed_fields(&status_merge_patch(&old), &status_merge_patch(&old)).is_empty());
+    }
 
     /// Hotline `ns/care`, standby 10 calls, one `gateway` component of 10
     /// calls per replica, extended with `component` (its template or
