@@ -887,8 +887,11 @@ async fn overhead(runs: usize, report: &mut Report, port: u16) -> anyhow::Result
             if let Some(meta) = spec.template.metadata.as_mut() {
                 meta.labels = Some(labels);
             }
-            // No announcement ConfigMap mount outside the operator's Deployments.
-            if let Some(pod) = spec.template.spec.as_mut() {
+            // No announcement ConfigMap mount outside the operator's
+            // Deployments, unless BENCH_FLOOR_KEEP_VOLUMES is set (to show
+            // the mount is not what makes the operator's pods slower).
+            let keep = std::env::var_os("BENCH_FLOOR_KEEP_VOLUMES").is_some();
+            if let Some(pod) = spec.template.spec.as_mut().filter(|_| !keep) {
                 pod.volumes = None;
                 pod.containers
                     .iter_mut()
