@@ -559,20 +559,37 @@ async fn reconcile_inner(hotline: &Hotline, ctx: &Context) -> Result<Action, Err
         .await;
     }
 
-    write_status(ctx, &ns, &name, based_on.as_deref(), &old, &status).await?;
+    // Readiness progress alone is written at most once a second (see
+    // `super::Spacing`); anything else at once.
+    let clock = std::time::Instant::now();
+    let held = if progress_only(&old, &status) {
+        ctx.status_writes.hold(&key, clock)
+    } else {
+        None
+    };
+    match held {
+        Some(wait) => debug!(?wait, ready, "status progress held back"),
+        None if old != status => {
+            write_status(ctx, &ns, &name, based_on.as_deref(), &old, &status).await?;
+            ctx.status_writes.wrote(&key, clock);
+        }
+        None => {}
+    }
 
-    // Timers: the next schedule change; a missing referenced workload of a
-    // kind we do not watch is retried slowly.
-    let mut action = Action::await_change();
+    // Timers: held progress; the next schedule change; a missing referenced
+    // workload of a kind we do not watch is retried slowly.
+    let mut requeue = held;
     if let Some(next) = standby.next_change {
         let wait = next.duration_since(ctx.now()).unsigned_abs();
-        action = Action::requeue(wait.max(Duration::from_millis(10)) + Duration::from_millis(5));
+        let wait = wait.max(Duration::from_millis(10)) + Duration::from_millis(5);
+        requeue = Some(requeue.map_or(wait, |r| r.min(wait)));
     }
     if outcomes.iter().any(|o| o.degraded.is_some()) {
-        action = Action::requeue(Duration::from_secs(60));
+        let wait = Duration::from_secs(60);
+        requeue = Some(requeue.map_or(wait, |r| r.min(wait)));
     }
     debug!(target, ready, ?mode, "reconciled");
-    Ok(action)
+    Ok(requeue.map_or_else(Action::await_change, Action::requeue))
 }
 
 /// Parameters of the operator's merge patches (`/scale`, Hotline status,
@@ -615,6 +632,28 @@ pub fn status_merge_patch(new: &HotlineStatus) -> serde_json::Value {
         }
     }
     json!({ "status": status })
+}
+
+/// Whether `new` differs from `old` only in readiness progress: ready
+/// replicas and calls, and the numbers in the `CapacityMet` message while
+/// that condition keeps its status. Such changes are spaced out; the turn
+/// of `CapacityMet` (the surge is ready) is not one of them.
+fn progress_only(old: &HotlineStatus, new: &HotlineStatus) -> bool {
+    fn without_progress(s: &HotlineStatus) -> HotlineStatus {
+        let mut s = s.clone();
+        s.ready_calls = None;
+        for c in &mut s.components {
+            c.ready_replicas = 0;
+            c.ready_calls = 0;
+        }
+        for c in &mut s.conditions {
+            if c.type_ == "CapacityMet" {
+                c.message.clear();
+            }
+        }
+        s
+    }
+    old != new && without_progress(old) == without_progress(new)
 }
 
 /// The status fields that differ between two `status_merge_patch` bodies
@@ -1056,6 +1095,51 @@ mod tests {
     use std::sync::Mutex;
 
     #[test]
+    fn only_readiness_progress_counts_as_progress() {
+        let now = jiff::Timestamp::from_second(1_800_000_000).unwrap_or_default();
+        let at = |ready: i32, met: bool| {
+            let mut s = HotlineStatus {
+                mode: Some(HotlineMode::Surge),
+                target_calls: Some(50),
+                ready_calls: Some(ready),
+                components: vec![ComponentStatus {
+                    name: "gateway".into(),
+                    desired_replicas: 5,
+                    ready_replicas: ready / 10,
+                    ready_calls: ready,
+                }],
+                ..Default::default()
+            };
+            set_condition(
+                &mut s.conditions,
+                "CapacityMet",
+                met,
+                if met {
+                    "CapacityMet"
+                } else {
+                    "CapacityBelowTarget"
+                },
+                &format!("{ready} ready calls for a target of 50"),
+                Some(1),
+                now,
+            );
+            s
+        };
+        assert!(progress_only(&at(20, false), &at(30, false)));
+        assert!(
+            !progress_only(&at(40, false), &at(50, true)),
+            "CapacityMet turned"
+        );
+        assert!(!progress_only(&at(20, false), &at(20, false)), "no change");
+        let mut retargeted = at(30, false);
+        retargeted.target_calls = Some(60);
+        assert!(
+            !progress_only(&at(20, false), &retargeted),
+            "target changed"
+        );
+    }
+
+    #[test]
     fn changed_fields_name_what_a_status_write_changes() {
         let old = HotlineStatus {
             ready_calls: Some(10),
@@ -1228,6 +1312,7 @@ mod tests {
             applied: Default::default(),
             scaled: Default::default(),
             hotline_status: Default::default(),
+            status_writes: Default::default(),
             plan_status: Default::default(),
         });
         let take = || std::mem::take(&mut *seen.lock().expect("log"));

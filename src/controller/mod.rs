@@ -127,8 +127,72 @@ pub struct Context {
     pub scaled: WriteMemo<i32>,
     /// Status this process last wrote per Hotline.
     pub hotline_status: WriteMemo<crate::api::HotlineStatus>,
+    /// When this process last wrote each Hotline's status, to space out
+    /// writes that only report readiness progress.
+    pub status_writes: Spacing,
     /// Status this process last wrote per CrisisPlan (without `declaration`).
     pub plan_status: WriteMemo<crate::api::CrisisPlanStatus>,
+}
+
+/// When a key was last written, so that writes which only report progress
+/// can be held back to one per interval.
+///
+/// While a surge's pods start, each Deployment's readyReplicas steps up one
+/// pod at a time; writing the Hotline status at every step (and the plan's
+/// after it) was ~90 Hotline and 20-40 plan status writes for 10 hotlines
+/// going from 1 to 5 replicas, on the same API server that is creating and
+/// readying those pods (docs/BENCHMARKS.md, "Overhead (round 4)"). Changes
+/// that are not only progress (mode, targets, a condition turning) are
+/// written at once, so `SurgeReady` is never delayed; progress in between
+/// is written at most once per interval, and always by the end of it.
+pub struct Spacing {
+    every: Duration,
+    last: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+}
+
+impl Default for Spacing {
+    /// One progress write per second per object.
+    fn default() -> Self {
+        Self::new(Duration::from_secs(1))
+    }
+}
+
+impl Spacing {
+    pub fn new(every: Duration) -> Self {
+        Self {
+            every,
+            last: Default::default(),
+        }
+    }
+
+    /// How long a progress-only write to `key` must still wait at `now`, or
+    /// `None` if it may go now.
+    pub fn hold(&self, key: &str, now: std::time::Instant) -> Option<Duration> {
+        let m = self.last.lock().ok()?;
+        let since = now.saturating_duration_since(*m.get(key)?);
+        (since < self.every).then(|| self.every - since)
+    }
+
+    /// Records a write to `key` at `now`. Entries older than the interval
+    /// hold nothing back and are dropped, so objects deleted since do not
+    /// accumulate.
+    pub fn wrote(&self, key: &str, now: std::time::Instant) {
+        if let Ok(mut m) = self.last.lock() {
+            if m.len() >= 256 {
+                m.retain(|_, t| now.saturating_duration_since(*t) < self.every);
+            }
+            m.insert(key.to_owned(), now);
+        }
+    }
+
+    /// Entries held (for tests).
+    pub fn len(&self) -> usize {
+        self.last.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// What this process last wrote to each object, with the `resourceVersion`
@@ -603,6 +667,7 @@ pub async fn run(
         applied: Default::default(),
         scaled: Default::default(),
         hotline_status: Default::default(),
+        status_writes: Default::default(),
         plan_status: Default::default(),
         events: EventSink::new(events::Publisher::new(client.clone(), reporter())),
         client,
@@ -673,5 +738,36 @@ pub async fn run(
         }
         _ = watches => warn!("watches ended"),
         _ = async { readiness.await; futures::future::pending::<()>().await } => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Spacing;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn spacing_holds_a_write_for_the_rest_of_the_interval() {
+        let s = Spacing::new(Duration::from_secs(1));
+        let t0 = Instant::now();
+        assert_eq!(s.hold("ns/care", t0), None, "never written: goes now");
+        s.wrote("ns/care", t0);
+        assert_eq!(
+            s.hold("ns/care", t0 + Duration::from_millis(300)),
+            Some(Duration::from_millis(700))
+        );
+        assert_eq!(s.hold("ns/care", t0 + Duration::from_secs(1)), None);
+        assert_eq!(s.hold("ns/other", t0), None, "per object");
+    }
+
+    #[test]
+    fn spacing_drops_entries_older_than_the_interval() {
+        let s = Spacing::new(Duration::from_secs(1));
+        let t0 = Instant::now();
+        for i in 0..256 {
+            s.wrote(&format!("ns/h{i}"), t0);
+        }
+        s.wrote("ns/late", t0 + Duration::from_secs(2));
+        assert_eq!(s.len(), 1);
     }
 }
