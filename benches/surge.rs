@@ -121,7 +121,10 @@ impl OperatorProcess {
                 &std::env::var("BENCH_OPERATOR_CONCURRENCY").unwrap_or_else(|_| "32".into()),
             ])
             .env("KUBECONFIG", support::kubeconfig_path().await?)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("BENCH_OPERATOR_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
