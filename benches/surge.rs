@@ -298,6 +298,18 @@ fn print_reconciles(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64
 /// When each `spec.replicas` value was first seen, per Deployment.
 type Seen = HashMap<String, Vec<(Instant, i32)>>;
 
+/// When every Deployment in `names` had first been recorded at `want` after
+/// `since` in `log` (the latest of those times).
+fn last_of(log: &Mutex<Seen>, names: &[String], want: i32, since: Instant) -> Option<Instant> {
+    let m = log.lock().unwrap_or_else(|e| e.into_inner());
+    let mut last = since;
+    for n in names {
+        let t = m.get(n)?.iter().find(|(t, r)| *t >= since && *r == want)?.0;
+        last = last.max(t);
+    }
+    Some(last)
+}
+
 /// Records, per Deployment, when each `spec.replicas` value was first seen,
 /// and when the Deployment was first seen fully rolled out and Ready at a
 /// replica count (ready = updated = replicas = spec.replicas).
@@ -343,25 +355,13 @@ impl ReplicaLog {
 
     /// When every Deployment in `names` first showed `want` after `since`.
     fn all_reached(&self, names: &[String], want: i32, since: Instant) -> Option<Instant> {
-        let m = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let mut last = since;
-        for n in names {
-            let t = m.get(n)?.iter().find(|(t, r)| *t >= since && *r == want)?.0;
-            last = last.max(t);
-        }
-        Some(last)
+        last_of(&self.seen, names, want, since)
     }
 
     /// When every Deployment in `names` was first seen Ready at `want`
     /// replicas after `since`.
     fn all_ready(&self, names: &[String], want: i32, since: Instant) -> Option<Instant> {
-        let m = self.ready.lock().unwrap_or_else(|e| e.into_inner());
-        let mut last = since;
-        for n in names {
-            let t = m.get(n)?.iter().find(|(t, r)| *t >= since && *r == want)?.0;
-            last = last.max(t);
-        }
-        Some(last)
+        last_of(&self.ready, names, want, since)
     }
 
     /// When the first Deployment in `names` showed `want` after `since`.
