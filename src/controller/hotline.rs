@@ -264,8 +264,6 @@ struct ComponentOutcome {
     status: ComponentStatus,
     /// Set when the component could not be handled (reason, message).
     degraded: Option<(&'static str, String)>,
-    /// Whether this reconcile changed the replicas through `/scale`.
-    scaled: bool,
 }
 
 #[instrument(skip_all, fields(namespace = %hotline.namespace().unwrap_or_default(), hotline = %hotline.name_any()))]
@@ -406,7 +404,6 @@ async fn reconcile_inner(hotline: &Hotline, ctx: &Context) -> Result<Action, Err
                             desired_replicas: replicas,
                             ..Default::default()
                         },
-                        scaled: false,
                         degraded: Some((
                             "InvalidComponent",
                             format!(
@@ -514,26 +511,8 @@ async fn reconcile_inner(hotline: &Hotline, ctx: &Context) -> Result<Action, Err
         );
     }
 
-    // When status is written (with the Events of the change):
-    // - a reconcile that scaled leaves both to the reconcile its own scale
-    //   triggers (the Deployment's watch event; the requeue is a fallback).
-    //   A surge then costs each reconcile one round trip, and the status
-    //   writes queue behind the other hotlines' scales instead of competing
-    //   with them (docs/BENCHMARKS.md, "Reaction");
-    // - readiness progress alone is written at most once a second
-    //   (`super::Spacing`);
-    // - anything else at once.
-    let clock = std::time::Instant::now();
-    let held = if outcomes.iter().any(|o| o.scaled) {
-        Some(SCALED_FOLLOW_UP)
-    } else if progress_only(&old, &status) {
-        ctx.status_writes.hold(&key, clock)
-    } else {
-        None
-    };
-
-    // Events on transitions only, with the status that records them.
-    if held.is_none() && old.mode != status.mode {
+    // Events on transitions only.
+    if old.mode != status.mode {
         let plans_text = status
             .active_plans
             .iter()
@@ -560,16 +539,14 @@ async fn reconcile_inner(hotline: &Hotline, ctx: &Context) -> Result<Action, Err
         )
         .await;
     }
-    if held.is_none()
-        && super::condition_changed(&old.conditions, &status.conditions, "Degraded")
+    if super::condition_changed(&old.conditions, &status.conditions, "Degraded")
         && let Some(c) = super::find_condition(&status.conditions, "Degraded")
         && c.status == "True"
     {
         ctx.event(&reference, true, &c.reason, "Scale", c.message.clone())
             .await;
     }
-    if held.is_none()
-        && super::condition_changed(&old.conditions, &status.conditions, "Valid")
+    if super::condition_changed(&old.conditions, &status.conditions, "Valid")
         && old.conditions.iter().any(|c| c.type_ == "Valid")
     {
         ctx.event(
@@ -582,8 +559,16 @@ async fn reconcile_inner(hotline: &Hotline, ctx: &Context) -> Result<Action, Err
         .await;
     }
 
+    // Readiness progress alone is written at most once a second (see
+    // `super::Spacing`); anything else at once.
+    let clock = std::time::Instant::now();
+    let held = if progress_only(&old, &status) {
+        ctx.status_writes.hold(&key, clock)
+    } else {
+        None
+    };
     match held {
-        Some(wait) => debug!(?wait, ready, "status held back"),
+        Some(wait) => debug!(?wait, ready, "status progress held back"),
         None if old != status => {
             write_status(ctx, &ns, &name, based_on.as_deref(), &old, &status).await?;
             ctx.status_writes.wrote(&key, clock);
@@ -648,10 +633,6 @@ pub fn status_merge_patch(new: &HotlineStatus) -> serde_json::Value {
     }
     json!({ "status": status })
 }
-
-/// Fallback requeue of a reconcile that scaled and left its status to the
-/// reconcile its scale triggers.
-const SCALED_FOLLOW_UP: Duration = Duration::from_millis(500);
 
 /// Whether `new` differs from `old` only in readiness progress: ready
 /// replicas and calls, and the numbers in the `CapacityMet` message while
@@ -790,7 +771,6 @@ async fn apply_managed(
         .is_some_and(|d| d.annotations().get(APPLIED_HASH_ANNOTATION) == desired_hash.as_ref());
     let (dkey, based_on, current_replicas) = current_replicas(ctx, ns, &dname, cached.as_deref());
     let up_to_date = same_template && current_replicas == Some(replicas);
-    let scaled = same_template && !up_to_date;
     // What the Deployment's status said last: the cached object, or the
     // object a server-side apply returned.
     let ready_replicas = if up_to_date {
@@ -867,7 +847,6 @@ async fn apply_managed(
             ready_calls: capacity::component_ready_calls(component, ready_replicas),
         },
         degraded: None,
-        scaled,
     })
 }
 
@@ -909,7 +888,6 @@ async fn scale_referenced(
     let not_found = |what: String| ComponentOutcome {
         status: status.clone(),
         degraded: Some(("WorkloadNotFound", what)),
-        scaled: false,
     };
     let scale_body = Patch::Merge(json!({"spec": {"replicas": replicas}}));
     let pp = PatchParams::default();
@@ -985,7 +963,6 @@ async fn scale_referenced(
     Ok(ComponentOutcome {
         status,
         degraded: None,
-        scaled: false,
     })
 }
 
@@ -1297,12 +1274,10 @@ mod tests {
         (kube::Client::new(svc, "ns"), seen)
     }
 
-    /// A reconcile that scales leaves the status and its Event to the next
-    /// one (so a surge's status writes queue behind the other hotlines'
-    /// scales); reconciles that run before the caches show those writes
-    /// (the Deployment's replicas, the Hotline's status) must not write them
-    /// again nor repeat the ModeChanged Event: at 1,000 hotlines those
-    /// repeats doubled the API writes of a surge.
+    /// A second reconcile that runs before the caches show the first one's
+    /// writes (the Deployment's replicas, the Hotline's status) must not
+    /// write them again nor repeat the ModeChanged Event: at 1,000 hotlines
+    /// those repeats doubled the API writes of a surge.
     #[tokio::test]
     async fn a_reconcile_on_stale_caches_does_not_repeat_its_writes() {
         let (client, seen) = mock_client();
@@ -1354,27 +1329,16 @@ mod tests {
             1,
             "{first:?}"
         );
-        assert_eq!(count(&first, "hotlines/care/status"), 0, "{first:?}");
-        assert_eq!(count(&first, "POST /apis/events.k8s.io"), 0, "{first:?}");
+        assert_eq!(count(&first, "hotlines/care/status"), 1, "{first:?}");
+        assert_eq!(count(&first, "POST /apis/events.k8s.io"), 1, "{first:?}");
 
-        // Same cached objects (the watch has not delivered our writes yet):
-        // the scale is not repeated; the status and the Event go now.
-        reconcile(Arc::new(hotline.clone()), ctx.clone())
+        // Same cached objects (the watch has not delivered our writes yet).
+        reconcile(Arc::new(hotline), ctx.clone())
             .await
             .expect("second reconcile");
         ctx.events.flushed().await;
         let second = take();
-        assert_eq!(count(&second, "/scale"), 0, "{second:?}");
-        assert_eq!(count(&second, "hotlines/care/status"), 1, "{second:?}");
-        assert_eq!(count(&second, "POST /apis/events.k8s.io"), 1, "{second:?}");
-
-        // Still the same caches: nothing is written again.
-        reconcile(Arc::new(hotline), ctx.clone())
-            .await
-            .expect("third reconcile");
-        ctx.events.flushed().await;
-        let third = take();
-        assert!(third.is_empty(), "repeated writes: {third:?}");
+        assert!(second.is_empty(), "repeated writes: {second:?}");
         assert_eq!(ctx.scaled.len(), 1);
         assert_eq!(ctx.hotline_status.len(), 1);
     }
