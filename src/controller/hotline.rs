@@ -561,35 +561,30 @@ async fn reconcile_inner(hotline: &Hotline, ctx: &Context) -> Result<Action, Err
 
     // Readiness progress alone is written at most once a second (see
     // `super::Spacing`); anything else at once.
-    let clock = std::time::Instant::now();
-    let held = if progress_only(&old, &status) {
-        ctx.status_writes.hold(&key, clock)
-    } else {
-        None
-    };
+    let held = progress_only(&old, &status)
+        .then(|| ctx.status_writes.hold(&key, std::time::Instant::now()))
+        .flatten();
     match held {
         Some(wait) => debug!(?wait, ready, "status progress held back"),
-        None if old != status => {
-            write_status(ctx, &ns, &name, based_on.as_deref(), &old, &status).await?;
-            ctx.status_writes.wrote(&key, clock);
-        }
-        None => {}
+        None => write_status(ctx, &ns, &name, based_on.as_deref(), &old, &status).await?,
     }
 
-    // Timers: held progress; the next schedule change; a missing referenced
-    // workload of a kind we do not watch is retried slowly.
-    let mut requeue = held;
-    if let Some(next) = standby.next_change {
+    // Timers, the soonest first: held progress; the next schedule change; a
+    // missing referenced workload of a kind we do not watch is retried slowly.
+    let schedule = standby.next_change.map(|next| {
         let wait = next.duration_since(ctx.now()).unsigned_abs();
-        let wait = wait.max(Duration::from_millis(10)) + Duration::from_millis(5);
-        requeue = Some(requeue.map_or(wait, |r| r.min(wait)));
-    }
-    if outcomes.iter().any(|o| o.degraded.is_some()) {
-        let wait = Duration::from_secs(60);
-        requeue = Some(requeue.map_or(wait, |r| r.min(wait)));
-    }
+        wait.max(Duration::from_millis(10)) + Duration::from_millis(5)
+    });
+    let degraded = outcomes
+        .iter()
+        .any(|o| o.degraded.is_some())
+        .then_some(Duration::from_secs(60));
     debug!(target, ready, ?mode, "reconciled");
-    Ok(requeue.map_or_else(Action::await_change, Action::requeue))
+    Ok([held, schedule, degraded]
+        .into_iter()
+        .flatten()
+        .min()
+        .map_or_else(Action::await_change, Action::requeue))
 }
 
 /// Parameters of the operator's merge patches (`/scale`, Hotline status,
@@ -689,11 +684,13 @@ async fn write_status(
     if tracing::enabled!(tracing::Level::DEBUG) {
         debug!(fields = ?changed_fields(&status_merge_patch(old), &patch), "writing status");
     }
+    let sent = std::time::Instant::now();
     api.patch_status(name, &pp, &Patch::Merge(patch))
         .await
         .inspect_err(|_| ctx.hotline_status.forget(&key))
         .ctx(|| format!("writing status of Hotline {ns}/{name}"))?;
     ctx.hotline_status.remember(&key, based_on, new.clone());
+    ctx.status_writes.wrote(&key, sent);
     Ok(())
 }
 
