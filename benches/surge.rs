@@ -293,10 +293,33 @@ fn print_reconciles(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64
     eprintln!("  operator reconciles: {list}");
 }
 
+/// Runs `futs` with at most `in_flight` at once, all to the end; the first
+/// error in completion order, if any.
+async fn all_ok<T, E>(
+    futs: impl IntoIterator<Item = impl std::future::Future<Output = Result<T, E>>>,
+    in_flight: usize,
+) -> Result<(), E> {
+    futures::stream::iter(futs)
+        .buffer_unordered(in_flight)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .try_for_each(|r| r.map(drop))
+}
+
 // ---------- observation ----------
 
 /// When each `spec.replicas` value was first seen, per Deployment.
 type Seen = HashMap<String, Vec<(Instant, i32)>>;
+
+/// Appends `(now, value)` to `name`'s history in `log` when the value changed.
+fn record(log: &Mutex<Seen>, name: String, now: Instant, value: i32) {
+    let mut m = log.lock().unwrap_or_else(|e| e.into_inner());
+    let v = m.entry(name).or_default();
+    if v.last().map(|(_, x)| *x) != Some(value) {
+        v.push((now, value));
+    }
+}
 
 /// When every Deployment in `names` had first been recorded at `want` after
 /// `since` in `log` (the latest of those times).
@@ -331,22 +354,13 @@ impl ReplicaLog {
             while let Ok(Some(d)) = stream.try_next().await {
                 let now = Instant::now();
                 let r = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
-                let mut m = l2.seen.lock().unwrap_or_else(|e| e.into_inner());
-                let v = m.entry(d.name_any()).or_default();
-                if v.last().map(|(_, x)| *x) != Some(r) {
-                    v.push((now, r));
-                }
-                drop(m);
+                record(&l2.seen, d.name_any(), now, r);
                 let st = d.status.clone().unwrap_or_default();
                 if [st.ready_replicas, st.updated_replicas, st.replicas]
                     .iter()
                     .all(|x| x.unwrap_or(0) == r)
                 {
-                    let mut m = l2.ready.lock().unwrap_or_else(|e| e.into_inner());
-                    let v = m.entry(d.name_any()).or_default();
-                    if v.last().map(|(_, x)| *x) != Some(r) {
-                        v.push((now, r));
-                    }
+                    record(&l2.ready, d.name_any(), now, r);
                 }
             }
         });
@@ -499,18 +513,17 @@ async fn create_hotlines(
         let api = api.clone();
         creates.push(async move { api.create(&PostParams::default(), &h).await });
     }
-    let results: Vec<_> = futures::stream::iter(creates)
-        .buffer_unordered(32)
-        .collect()
-        .await;
-    for r in results {
-        r?;
-    }
+    all_ok(creates, 32).await?;
     Ok(names)
 }
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// Milliseconds from `t0` to `t`, NaN when `t` was never seen.
+fn ms_after(t0: Instant, t: Option<Instant>) -> f64 {
+    t.map_or(f64::NAN, |t| ms(t - t0))
 }
 
 // ---------- cases ----------
@@ -616,13 +629,7 @@ async fn reaction1000(
         let plans = plans.clone();
         creates.push(async move { plans.create(&PostParams::default(), &plan).await });
     }
-    for r in futures::stream::iter(creates)
-        .buffer_unordered(16)
-        .collect::<Vec<_>>()
-        .await
-    {
-        r?;
-    }
+    all_ok(creates, 16).await?;
     wait_all(&log, &names, 0, setup, Duration::from_secs(300)).await?;
     eprintln!(
         "setup: 1000 hotlines, 2000 Deployments, 100 plans in {:?}",
@@ -666,13 +673,7 @@ async fn reaction1000(
                 async move { declare(&plans, &format!("p-{p}"), "outage").await }
             })
             .collect();
-        for r in futures::stream::iter(patches)
-            .buffer_unordered(100)
-            .collect::<Vec<_>>()
-            .await
-        {
-            r?;
-        }
+        all_ok(patches, 100).await?;
         let t = wait_all(&log, &names, 1, t0, Duration::from_secs(120)).await?;
         values.push(ms(t - t0));
         eprintln!(
@@ -696,13 +697,7 @@ async fn reaction1000(
                 async move { end(&plans, &format!("p-{p}")).await }
             })
             .collect();
-        for r in futures::stream::iter(ends)
-            .buffer_unordered(100)
-            .collect::<Vec<_>>()
-            .await
-        {
-            r?;
-        }
+        all_ok(ends, 100).await?;
         wait_all(&log, &names, 0, t1, Duration::from_secs(120)).await?;
         // Let kwok delete the pods before the next run.
         let pods = ns.api::<k8s_openapi::api::core::v1::Pod>();
@@ -736,13 +731,7 @@ async fn reaction1000(
         let plans = plans.clone();
         creates.push(async move { plans.create(&PostParams::default(), &plan).await });
     }
-    for r in futures::stream::iter(creates)
-        .buffer_unordered(16)
-        .collect::<Vec<_>>()
-        .await
-    {
-        r?;
-    }
+    all_ok(creates, 16).await?;
     wait_phase(&plans, "p-199", Phase::Standby, Duration::from_secs(60)).await?;
     // Settle, then measure an idle window.
     tokio::time::sleep(Duration::from_secs(5)).await; // bench pacing, not synchronisation
@@ -790,13 +779,7 @@ async fn reaction1000(
                 }
             })
             .collect();
-        for r in futures::stream::iter(patches)
-            .buffer_unordered(64)
-            .collect::<Vec<_>>()
-            .await
-        {
-            r?;
-        }
+        all_ok(patches, 64).await?;
         let t = wait_all(&log, &names, 1, t0, Duration::from_secs(120)).await?;
         floor.push(ms(t - t0));
         eprintln!(
@@ -820,13 +803,7 @@ async fn reaction1000(
                 }
             })
             .collect();
-        for r in futures::stream::iter(patches)
-            .buffer_unordered(64)
-            .collect::<Vec<_>>()
-            .await
-        {
-            r?;
-        }
+        all_ok(patches, 64).await?;
         wait_all(&log, &names, 0, t1, Duration::from_secs(120)).await?;
         let pods = ns.api::<k8s_openapi::api::core::v1::Pod>();
         wait_for("pods gone", Duration::from_secs(300), || async {
@@ -952,9 +929,8 @@ async fn overhead(runs: usize, report: &mut Report, port: u16) -> anyhow::Result
             );
             // Where the time went, from the Deployment watch: the surge
             // written, every Deployment Ready, then the hops to the plan.
-            let since = |t: Option<Instant>| t.map(|t| ms(t - t0)).unwrap_or(f64::NAN);
-            let written = since(log.all_reached(names, 5, t0));
-            let all_ready = since(log.all_ready(names, 5, t0));
+            let written = ms_after(t0, log.all_reached(names, 5, t0));
+            let all_ready = ms_after(t0, log.all_ready(names, 5, t0));
             eprintln!(
                 "  operator {o:.0} ms: surge written {written:.0}, all Ready {all_ready:.0}, \
                  Active seen {:.0} later",
@@ -977,13 +953,7 @@ async fn overhead(runs: usize, report: &mut Report, port: u16) -> anyhow::Result
                         .await
                 })
                 .collect();
-            for r in futures::stream::iter(scales)
-                .buffer_unordered(20)
-                .collect::<Vec<_>>()
-                .await
-            {
-                r?;
-            }
+            all_ok(scales, 20).await?;
             wait_for("floor at 5 ready", Duration::from_secs(120), || {
                 ready(floor_names.clone(), 5)
             })
@@ -994,10 +964,7 @@ async fn overhead(runs: usize, report: &mut Report, port: u16) -> anyhow::Result
                 &w0,
                 &apiserver_writes(&ns.client).await?,
             );
-            let all_ready = log
-                .all_ready(floor_names, 5, t0)
-                .map(|t| ms(t - t0))
-                .unwrap_or(f64::NAN);
+            let all_ready = ms_after(t0, log.all_ready(floor_names, 5, t0));
             eprintln!("  floor {f:.0} ms: all Ready {all_ready:.0}");
             anyhow::Ok(f)
         }
